@@ -1,0 +1,160 @@
+"""Decode every image once into a uint8 array on disk; later stages never decode PNG/JPEG.
+
+``images.npy`` holds (N, C, S, S) uint8 (C = 1 for grayscale, 3 for colour) in manifest order,
+produced by an aspect-preserving resize of the shorter side to S and a centre crop;
+``index.csv`` maps row -> image_id. Both are written atomically.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageFile
+
+from ilmoco.datasets.base import DatasetMeta
+from ilmoco.io import InputError, atomic_path, require_free_disk, write_csv
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a grey patch
+
+
+def to_mode(img: Image.Image, channels: int) -> Image.Image:
+    """Convert any PIL image (RGBA, palette, 16-bit, LA...) to 'L' or 'RGB'."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img).astype(np.float64)
+        if img.mode == "I" and arr.max() <= 255:
+            arr8 = arr
+        else:  # 16-bit: map the full 0..65535 range onto 0..255
+            arr8 = arr / 257.0
+        img = Image.fromarray(np.clip(np.rint(arr8), 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L")
+    target = "L" if channels == 1 else "RGB"
+    if img.mode in ("RGBA", "LA", "P", "PA") and target == "RGB":
+        img = img.convert("RGBA").convert("RGB")
+    return img if img.mode == target else img.convert(target)
+
+
+def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
+    w, h = img.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def load_image(path: Path, channels: int, size: int) -> np.ndarray:
+    """Decode, convert, resize + centre-crop one image file to (C, S, S) uint8."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = to_mode(im, channels)
+    except FileNotFoundError:
+        raise InputError(f"{path}: image listed in the manifest is missing") from None
+    except Exception as e:
+        raise InputError(
+            f"{path}: cannot decode image ({type(e).__name__}: {str(e).splitlines()[0]}); "
+            "re-download it or remove it from the dataset"
+        ) from None
+    arr = np.asarray(resize_center_crop(im, size))
+    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+
+def _array_loader(root: Path, paths: pd.Series, channels: int, size: int):
+    """Loader for MedMNIST rows ``<file>.npz#<split>/<i>`` (arrays, not files)."""
+    from ilmoco.datasets.medmnist import load_arrays
+
+    arrays = {}
+
+    def load(p: str) -> np.ndarray:
+        fname, key = p.split("#")
+        if fname not in arrays:
+            arrays[fname] = load_arrays(root / fname)
+        split, i = key.split("/")
+        a = arrays[fname][f"{split}_images"][int(i)]
+        im = Image.fromarray(a.astype(np.uint8), "RGB" if a.ndim == 3 else "L")
+        arr = np.asarray(resize_center_crop(to_mode(im, channels), size))
+        return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+
+    # Load the archive once up front (threads would otherwise race to load it).
+    load(paths.iloc[0])
+    return load
+
+
+def build_cache(
+    manifest: pd.DataFrame, meta: DatasetMeta, root, out_images, out_index,
+    size: int, threads: int = 1, progress: bool = True,
+) -> None:
+    root = Path(root)
+    n, c = len(manifest), meta.channels
+    out_images = Path(out_images)
+    require_free_disk(out_images.parent, n * c * size * size, f"the image cache ({n} images)")
+    if meta.format == "medmnist":
+        load = _array_loader(root, manifest["path"], c, size)
+    else:
+        def load(p: str) -> np.ndarray:
+            return load_image(root / p, c, size)
+
+    paths = list(manifest["path"])
+    with atomic_path(out_images) as tmp:
+        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, c, size, size))
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, desc=f"cache {size}px", unit="img", mininterval=2)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            for i, img in enumerate(pool.map(load, paths, chunksize=64)):
+                arr[i] = img
+                if bar is not None:
+                    bar.update(1)
+        if bar is not None:
+            bar.close()
+        arr.flush()
+        del arr
+    write_csv(out_index, pd.DataFrame({"row": np.arange(n), "image_id": manifest["image_id"]}))
+
+
+class ImageCache:
+    """Read-only view of a cache: ``rows(image_ids)`` and the uint8 memmap."""
+
+    def __init__(self, images_path, index_path):
+        self.images = np.load(images_path, mmap_mode="r")
+        index = pd.read_csv(index_path, dtype={"image_id": str})
+        self._row = pd.Series(index["row"].to_numpy(), index=index["image_id"].to_numpy())
+        if len(self._row) != len(self.images):
+            raise InputError(f"{index_path}: {len(self._row)} ids for {len(self.images)} images; "
+                             "the cache is stale, delete it and rerun")
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def rows(self, image_ids) -> np.ndarray:
+        ids = pd.Index(image_ids)
+        missing = ids.difference(self._row.index)
+        if len(missing):
+            raise InputError(f"{len(missing)} image id(s) not in the cache, e.g. "
+                             f"{list(missing[:3])}; the cache is stale, delete it and rerun")
+        return self._row.loc[ids].to_numpy()
+
+    def load(self, image_ids) -> np.ndarray:
+        """Images for ``image_ids`` as one in-memory (n, C, S, S) uint8 array."""
+        return read_rows(self.images, self.rows(image_ids))
+
+
+def read_rows(images: np.ndarray, rows) -> np.ndarray:
+    """``images[rows]``, read in sorted row order (sequential on a memmap)."""
+    rows = np.asarray(rows)
+    order = np.argsort(rows, kind="stable")
+    out = np.empty((len(rows),) + images.shape[1:], images.dtype)
+    out[order] = images[rows[order]]
+    return out

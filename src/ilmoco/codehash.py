@@ -1,0 +1,60 @@
+"""A content hash of the library code a workflow script imports (transitively).
+
+Snakemake reruns a ``script:`` job when the script file changes, but not when a library
+module it imports changes; rules pass this hash as a param so that they do.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from functools import cache
+from pathlib import Path
+
+PACKAGE = "ilmoco"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    mods = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            mods |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == PACKAGE:
+                mods.add(node.module)
+                mods |= {f"{node.module}.{a.name}" for a in node.names}
+    return mods
+
+
+def _module_file(name: str) -> Path | None:
+    rel = Path(*name.split(".")[1:])
+    for cand in (PACKAGE_DIR / rel.with_suffix(".py"), PACKAGE_DIR / rel / "__init__.py"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+@cache
+def module_closure(script: str) -> tuple[Path, ...]:
+    """Library files imported by ``script``, directly or through other library modules."""
+    seen: set[Path] = set()
+    todo = [Path(script)]
+    while todo:
+        for name in _imports(todo.pop()):
+            parts = name.split(".")
+            for i in range(2, len(parts) + 1):  # parent packages run their __init__ too
+                f = _module_file(".".join(parts[:i]))
+                if f is not None and f not in seen:
+                    seen.add(f)
+                    todo.append(f)
+    return tuple(sorted(seen))
+
+
+def code_hash(script) -> str:
+    h = hashlib.sha256()
+    for f in (Path(script), *module_closure(str(script))):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]

@@ -1,0 +1,320 @@
+"""Synthetic stand-ins for the three datasets, written in exactly their real on-disk layouts.
+
+The real data cannot be downloaded here, so the default DAG runs on these. They go through
+the same readers as the real data. Each class is a local visible structure (blobs, bands,
+dots, lines) that survives crops, flips, rotation and colour jitter; patients carry nuisance
+variation (anatomy, stain, pigmentation, exposure) shared by their images, so that
+self-supervised pretraining has something to learn and 1 % labels is genuinely hard.
+Everything is a deterministic function of ``seed``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from ilmoco.datasets.nih import NIH_LABELS
+
+# Real NIH ChestX-ray14 label prevalences (fraction of images).
+NIH_PREVALENCE = dict(zip(NIH_LABELS, [
+    0.103, 0.025, 0.119, 0.177, 0.052, 0.056, 0.013, 0.047, 0.042, 0.021, 0.022, 0.015,
+    0.030, 0.002,
+]))  # fmt: skip
+# EyePACS grade distribution (grades 0..4): ~20 % referable (grade >= 2).
+DR_LEVEL_P = np.array([0.72, 0.08, 0.14, 0.03, 0.03])
+
+
+def _grid(h: int, w: int):
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    return yy, xx
+
+
+def _disk(yy, xx, cy, cx, r, soft=1.0):
+    d = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+    return np.clip((r - d) / soft + 0.5, 0, 1)
+
+
+def _ellipse(yy, xx, cy, cx, ry, rx, soft=1.5):
+    d = np.sqrt(((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2)
+    return np.clip((1 - d) * min(ry, rx) / soft + 0.5, 0, 1)
+
+
+def _gauss(yy, xx, cy, cx, s):
+    return np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * s * s))
+
+
+def _segment(yy, xx, p0, p1, width):
+    (y0, x0), (y1, x1) = p0, p1
+    dy, dx = y1 - y0, x1 - x0
+    t = np.clip(((yy - y0) * dy + (xx - x0) * dx) / max(dy * dy + dx * dx, 1e-6), 0, 1)
+    d = np.sqrt((yy - y0 - t * dy) ** 2 + (xx - x0 - t * dx) ** 2)
+    return np.clip(width / 2 - d + 0.5, 0, 1)
+
+
+def _smooth_noise(rng, h, w, sigma):
+    return gaussian_filter(rng.standard_normal((h, w)).astype(np.float32), sigma) * sigma
+
+
+def _seeds(seed: int, n: int) -> list[np.random.Generator]:
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def _to_u8(x) -> np.ndarray:
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- NIH ChestX-ray14
+
+def _chest_image(rng, patient, labels: set, size: int) -> np.ndarray:
+    yy, xx = _grid(size, size)
+    s = size / 64.0
+    c = size / 2 + patient["shift"] * s
+    sc = patient["scale"]
+    img = np.full((size, size), patient["bg"], np.float32)
+    img += 0.35 * _ellipse(yy, xx, 34 * s, c[1], 30 * s * sc, 26 * s * sc)  # body
+    lung_dark = 0.28 * (1.35 if "Emphysema" in labels else 1.0)
+    lung_r = (15 if "Emphysema" in labels else 13) * s * sc
+    lungs = []
+    for side in (-1, 1):
+        lx = c[1] + side * 11 * s * sc
+        lung = _ellipse(yy, xx, 31 * s, lx, 17 * s * sc, lung_r * 0.62)
+        img -= lung_dark * lung
+        lungs.append((lx, lung))
+    heart_r = (11 if "Cardiomegaly" in labels else 7) * s * sc
+    img += 0.22 * _ellipse(yy, xx, 40 * s, c[1] + 3 * s, heart_r * 0.8, heart_r)
+    img += 0.15 * _ellipse(yy, xx, 30 * s, c[1], 22 * s, 3 * s)  # spine / mediastinum
+
+    def pick_lung():
+        return lungs[int(rng.integers(2))]
+
+    for name in labels:
+        lx, lung = pick_lung()
+        if name == "Atelectasis":
+            y = (36 + rng.uniform(-3, 4)) * s
+            img += 0.3 * _segment(yy, xx, (y, lx - 6 * s), (y + rng.uniform(-2, 2) * s,
+                                                             lx + 6 * s), 2.2 * s) * lung
+        elif name == "Effusion":
+            img += 0.3 * np.clip((yy - (40 + rng.uniform(-2, 2)) * s) / (2 * s), 0, 1) * lung
+        elif name == "Infiltration":
+            blot = _smooth_noise(rng, size, size, 2.5 * s) > 0.8
+            img += 0.22 * gaussian_filter(blot.astype(np.float32), s) * lung
+        elif name == "Mass":
+            img += 0.35 * _disk(yy, xx, (28 + rng.uniform(-6, 6)) * s, lx + rng.uniform(-3, 3) * s,
+                                rng.uniform(4, 6) * s)
+        elif name == "Nodule":
+            for _ in range(int(rng.integers(2, 4))):
+                img += 0.4 * _disk(yy, xx, (31 + rng.uniform(-10, 10)) * s,
+                                   lx + rng.uniform(-5, 5) * s, rng.uniform(1.4, 2.2) * s)
+        elif name == "Pneumonia":
+            img += 0.3 * _gauss(yy, xx, (33 + rng.uniform(-5, 5)) * s, lx, 5 * s) * lung
+        elif name == "Pneumothorax":
+            y0 = 18 * s
+            img -= 0.25 * _ellipse(yy, xx, y0 + 4 * s, lx, 6 * s, 6 * s) * lung
+            img += 0.3 * _segment(yy, xx, (y0 + 10 * s, lx - 6 * s), (y0 + 10 * s, lx + 6 * s),
+                                  1.2 * s)
+        elif name == "Consolidation":
+            img += 0.32 * (yy > (30 + rng.uniform(-3, 3)) * s) * lung
+        elif name == "Edema":
+            for side in (-1, 1):
+                img += 0.22 * _gauss(yy, xx, 30 * s, c[1] + side * 7 * s, 4 * s)
+        elif name == "Fibrosis":
+            for _ in range(4):
+                p0 = (rng.uniform(18, 44) * s, lx + rng.uniform(-6, 6) * s)
+                p1 = (p0[0] + rng.uniform(-8, 8) * s, p0[1] + rng.uniform(-8, 8) * s)
+                img += 0.22 * _segment(yy, xx, p0, p1, 1.0 * s) * lung
+        elif name == "Pleural_Thickening":
+            side = np.sign(lx - c[1])
+            edge = _ellipse(yy, xx, 31 * s, lx, 17 * s * sc, lung_r * 0.62) - _ellipse(
+                yy, xx, 31 * s, lx - side * 1.8 * s, 16 * s * sc, lung_r * 0.62 - 1.5 * s)
+            img += 0.45 * np.clip(edge, 0, 1)
+        elif name == "Hernia":
+            img += 0.3 * _disk(yy, xx, 47 * s, c[1] + rng.uniform(-3, 3) * s, 4.5 * s)
+            img -= 0.2 * _disk(yy, xx, 45.5 * s, c[1], 2.5 * s)
+    img += _smooth_noise(rng, size, size, 3 * s) * 0.08 * patient["texture"]
+    img = (img - 0.5) * patient["contrast"] + 0.5 + rng.normal(0, 0.03, img.shape)
+    return _to_u8(np.clip(img, 0, 1) ** patient["gamma"])
+
+
+def generate_nih(root, n_patients: int = 300, seed: int = 0, size: int = 64,
+                 rgba_every: int = 50) -> None:
+    """Write ``Data_Entry_2017.csv`` (Kaggle header quirks included), ``images_00N/images/``
+    PNGs, and official ``train_val_list.txt`` / ``test_list.txt``."""
+    root = Path(root)
+    rngs = _seeds(seed, n_patients + 1)
+    lines, test, trainval, k = [], [], [], 0
+    for p in range(n_patients):
+        rng = rngs[p]
+        pid = p + 1
+        patient = dict(
+            bg=rng.uniform(0.05, 0.2), shift=rng.uniform(-3, 3, 2), scale=rng.uniform(0.88, 1.1),
+            contrast=rng.uniform(0.75, 1.3), gamma=rng.uniform(0.8, 1.25),
+            texture=rng.uniform(0.5, 1.5), sick=rng.gamma(1.0, 1.0),
+        )
+        n_img = int(min(1 + rng.geometric(0.45) - 1, 6))
+        official = "test" if rng.random() < 0.2 else "trainval"
+        for fu in range(n_img):
+            labels = {n for n, prev in NIH_PREVALENCE.items()
+                      if rng.random() < min(prev * patient["sick"], 0.9)}
+            name = f"{pid:08d}_{fu:03d}.png"
+            folder = root / f"images_{k // 400 + 1:03d}" / "images"
+            folder.mkdir(parents=True, exist_ok=True)
+            arr = _chest_image(rng, patient, labels, size)
+            im = Image.fromarray(arr, "L")
+            if rgba_every and k % rgba_every == rgba_every - 1:
+                im = im.convert("RGBA")  # some real NIH PNGs are RGBA
+            im.save(folder / name)
+            finding = "|".join(n for n in NIH_LABELS if n in labels) or "No Finding"
+            lines.append(f"{name},{finding},{fu},{pid},{int(rng.integers(20, 80))},"
+                         f"{'MF'[int(rng.integers(2))]},{'PA' if rng.random() < 0.6 else 'AP'},"
+                         f"{size},{size},0.143,0.143")
+            (test if official == "test" else trainval).append(name)
+            k += 1
+    header = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
+              "View Position,OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y],")
+    (root / "Data_Entry_2017.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
+    (root / "train_val_list.txt").write_text("\n".join(trainval) + "\n")
+    (root / "test_list.txt").write_text("\n".join(test) + "\n")
+
+
+# ---------------------------------------------------------------- IDC histopathology
+
+def _patch(rng, stain, positive: bool, h: int, w: int) -> np.ndarray:
+    yy, xx = _grid(50, 50)
+    pink = np.array(stain["stroma"], np.float32)
+    purple = np.array(stain["nuclei"], np.float32)
+    fibres = _smooth_noise(rng, 50, 50, 2.0)
+    img = pink[None, None] * (1 + 0.15 * fibres[..., None])
+    n = int(rng.integers(10, 20)) if positive else int(rng.integers(4, 13))
+    nuc = np.zeros((50, 50), np.float32)
+    if positive:  # dense irregular clusters of large nuclei
+        centres = rng.uniform(8, 42, (2, 2))
+        for _ in range(n):
+            cy, cx = centres[int(rng.integers(2))] + rng.normal(0, 6, 2)
+            nuc = np.maximum(nuc, _ellipse(yy, xx, cy, cx, rng.uniform(2.0, 3.4),
+                                           rng.uniform(1.8, 3.4), soft=0.8))
+    else:  # small round nuclei, sometimes loosely clustered (inflammation), white lumens
+        centre = rng.uniform(10, 40, 2)
+        clustered = rng.random() < 0.3
+        for _ in range(n):
+            cy, cx = centre + rng.normal(0, 8, 2) if clustered else rng.uniform(3, 47, 2)
+            nuc = np.maximum(nuc, _disk(yy, xx, cy, cx, rng.uniform(1.4, 2.4), soft=0.8))
+        for _ in range(int(rng.integers(0, 2))):
+            cy, cx = rng.uniform(8, 42, 2)
+            img = img * (1 - 0.6 * _disk(yy, xx, cy, cx, rng.uniform(4, 7))[..., None]) + \
+                0.6 * _disk(yy, xx, cy, cx, rng.uniform(4, 7))[..., None]
+    img = img * (1 - nuc[..., None]) + purple[None, None] * nuc[..., None]
+    img = img * stain["intensity"] + rng.normal(0, 0.025, img.shape)
+    return _to_u8(img[:h, :w])
+
+
+def generate_idc(root, n_patients: int = 40, seed: int = 0, grid: int = 7) -> None:
+    """Write ``<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<c>.png`` and the Kaggle mirror
+    ``IDC_regular_ps50_idx5/`` (hard links: every patch is present twice, as in the archive)."""
+    root = Path(root)
+    rngs = _seeds(seed, n_patients)
+    for p in range(n_patients):
+        rng = rngs[p]
+        pid = str(8863 + p * 7)
+        stain = dict(
+            stroma=np.clip([0.93, 0.62, 0.78] + rng.normal(0, 0.05, 3), 0, 1),
+            nuclei=np.clip([0.42, 0.2, 0.55] + rng.normal(0, 0.06, 3), 0, 1),
+            intensity=rng.uniform(0.85, 1.1),
+        )
+        tumour = rng.random() < 0.8
+        ty, tx, tr = rng.uniform(1, grid - 2), rng.uniform(1, grid - 2), rng.uniform(1.6, 3.2)
+        cols = int(rng.integers(grid - 2, grid + 1))
+        for gy in range(grid):
+            for gx in range(cols):
+                if rng.random() < 0.15:
+                    continue  # background patches are absent from the archive
+                positive = tumour and (gy - ty) ** 2 + (gx - tx) ** 2 < tr ** 2
+                edge = gx == cols - 1 and rng.random() < 0.5
+                w = int(rng.integers(25, 50)) if edge else 50
+                arr = _patch(rng, stain, positive, 50, w)
+                c = int(positive)
+                name = f"{pid}_idx5_x{gx * 50 + 1}_y{gy * 50 + 1}_class{c}.png"
+                d = root / pid / str(c)
+                d.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(arr, "RGB").save(d / name)
+                m = root / "IDC_regular_ps50_idx5" / pid / str(c)
+                m.mkdir(parents=True, exist_ok=True)
+                os.link(d / name, m / name)
+
+
+# ---------------------------------------------------------------- EyePACS retinopathy
+
+def _fundus(rng, patient, eye: str, level: int) -> np.ndarray:
+    w = int(rng.integers(90, 131))
+    h = int(w * rng.uniform(0.7, 0.95))
+    yy, xx = _grid(h, w)
+    cy, cx, r = h / 2, w / 2, h * 0.47
+    s = r / 45.0
+    rad = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) / r
+    base = np.array(patient["retina"], np.float32)
+    img = base[None, None] * (1 - 0.45 * rad[..., None] ** 2)
+    od_x = cx + (1 if eye == "right" else -1) * 0.55 * r
+    img += np.array([0.3, 0.3, 0.15]) * _disk(yy, xx, cy, od_x, 6 * s)[..., None]
+    img -= np.array([0.12, 0.1, 0.05]) * _gauss(yy, xx, cy, cx - (od_x - cx) * 0.3, 6 * s)[
+        ..., None]
+    for _ in range(5):  # vessels arcing from the optic disc
+        ang = rng.uniform(0, 2 * np.pi)
+        p1 = (cy + np.sin(ang) * 0.8 * r, od_x - np.cos(ang) * 0.9 * r)
+        img -= np.array([0.1, 0.18, 0.1]) * _segment(yy, xx, (cy, od_x), p1, 1.6 * s)[..., None]
+    n_ma = [0, int(rng.integers(2, 5)), 3, 5, 6][level]
+    n_hem = [0, 0, int(rng.integers(2, 4)), int(rng.integers(4, 7)), int(rng.integers(5, 8))][level]
+    n_ex = [0, 0, int(rng.integers(1, 4)), int(rng.integers(3, 6)), int(rng.integers(4, 7))][level]
+    for _ in range(n_ma):
+        a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.8) * r
+        img -= np.array([0.2, 0.25, 0.1]) * _disk(yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d,
+                                                   1.3 * s)[..., None]
+    for _ in range(n_hem):  # dark red blots
+        a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.8) * r
+        img -= np.array([0.3, 0.35, 0.15]) * _ellipse(
+            yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d, rng.uniform(3, 5) * s,
+            rng.uniform(3, 5) * s)[..., None]
+    for _ in range(n_ex):  # yellow exudates
+        a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.7) * r
+        img += np.array([0.35, 0.35, 0.0]) * _disk(yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d,
+                                                    rng.uniform(2, 3.2) * s)[..., None]
+    if level == 4:  # neovascular tangle
+        for _ in range(6):
+            p0 = (cy + rng.uniform(-0.5, 0.5) * r, cx + rng.uniform(-0.5, 0.5) * r)
+            p1 = (p0[0] + rng.uniform(-8, 8) * s, p0[1] + rng.uniform(-8, 8) * s)
+            img -= np.array([0.15, 0.2, 0.1]) * _segment(yy, xx, p0, p1, 1.0 * s)[..., None]
+    img = img * patient["exposure"] * rng.uniform(0.9, 1.1) + rng.normal(0, 0.02, img.shape)
+    img = img * (rad <= 1.0)[..., None]  # black outside the fundus
+    return _to_u8(img)
+
+
+def generate_eyepacs(root, n_patients: int = 400, seed: int = 0) -> None:
+    """Write ``trainLabels.csv`` (image,level) and ``train/<patient>_<left|right>.jpeg``."""
+    root = Path(root)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    rngs = _seeds(seed, n_patients)
+    rows = []
+    for p in range(n_patients):
+        rng = rngs[p]
+        pid = str(10 + p * 3)
+        patient = dict(retina=np.clip([0.85, 0.42, 0.2] + rng.normal(0, 0.07, 3), 0, 1),
+                       exposure=rng.uniform(0.7, 1.15))
+        base_level = int(rng.choice(5, p=DR_LEVEL_P))
+        for eye in ("left", "right"):
+            level = int(np.clip(base_level + (rng.integers(-1, 2) if rng.random() < 0.3 else 0),
+                                0, 4))
+            arr = _fundus(rng, patient, eye, level)
+            Image.fromarray(arr, "RGB").save(root / "train" / f"{pid}_{eye}.jpeg", quality=92)
+            rows.append(f"{pid}_{eye},{level}")
+    (root / "trainLabels.csv").write_text("image,level\n" + "\n".join(rows) + "\n")
+
+
+GENERATORS = {"nih_cxr14": generate_nih, "idc_breast": generate_idc, "eyepacs_dr": generate_eyepacs}
+
+
+def generate(fmt: str, root, **kwargs) -> None:
+    if fmt not in GENERATORS:
+        raise ValueError(f"no synthetic generator for format {fmt!r}; have {sorted(GENERATORS)}")
+    GENERATORS[fmt](root, **kwargs)

@@ -1,0 +1,94 @@
+"""The uint8 cache: contents against an independent decode, quirky files, clear errors."""
+
+import numpy as np
+import pytest
+from layouts import nih_rows, write_eyepacs, write_idc, write_nih
+from PIL import Image
+
+from ilmoco.cache import ImageCache, build_cache, load_image
+from ilmoco.datasets import read_manifest
+from ilmoco.io import InputError
+
+
+def build(tmp_path, fmt, root, size=16):
+    df, meta = read_manifest(fmt, root)
+    out = tmp_path / "cache"
+    build_cache(df, meta, root, out / "images.npy", out / "index.csv", size=size, threads=2,
+                progress=False)
+    return df, meta, ImageCache(out / "images.npy", out / "index.csv")
+
+
+def test_cache_matches_independent_decode(tmp_path):
+    root = write_eyepacs(tmp_path / "dr", {"1_left": 0, "1_right": 3, "2_left": 1})
+    df, meta, cache = build(tmp_path, "eyepacs_dr", root, size=16)
+    assert cache.images.shape == (3, 3, 16, 16) and cache.images.dtype == np.uint8
+    for i, rel in enumerate(df["path"]):
+        im = Image.open(root / rel).convert("RGB")
+        w, h = im.size  # aspect-preserving: shorter side -> 16, then centre crop
+        s = 16 / min(w, h)
+        nw, nh = max(16, round(w * s)), max(16, round(h * s))
+        im = im.resize((nw, nh), Image.BILINEAR)
+        l, t = (nw - 16) // 2, (nh - 16) // 2
+        ref = np.asarray(im.crop((l, t, l + 16, t + 16))).transpose(2, 0, 1)
+        np.testing.assert_array_equal(cache.images[i], ref)
+    rows = cache.rows(["2_left", "1_left"])
+    assert rows.tolist() == [2, 0]
+    np.testing.assert_array_equal(cache.load(["2_left"])[0], cache.images[2])
+
+
+def test_grayscale_kept_one_channel_rgba_handled(tmp_path):
+    rows = nih_rows(2, 1)
+    root = write_nih(tmp_path / "nih", rows, rgba=(rows[0][0],))
+    _, _, cache = build(tmp_path, "nih_cxr14", root, size=8)
+    assert cache.images.shape == (2, 1, 8, 8)
+    im = Image.open(next(root.glob(f"images_*/images/{rows[0][0]}")))
+    assert im.mode == "RGBA"
+    ref = np.asarray(im.convert("RGB").convert("L").resize((10, 8), Image.BILINEAR))[:, 1:9]
+    np.testing.assert_array_equal(cache.images[0, 0], ref)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    arr = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
+    path = tmp_path / "x16.png"
+    Image.fromarray(arr).save(path)
+    assert Image.open(path).mode.startswith("I")
+    out = load_image(path, channels=1, size=8)
+    np.testing.assert_array_equal(out[0], np.rint(arr / 257).astype(np.uint8))
+
+
+def test_idc_edge_patches_are_resized(tmp_path):
+    root = write_idc(tmp_path / "idc", {"5": [(1, 1, 0), (51, 1, 1)]}, edge_width=20)
+    df, meta, cache = build(tmp_path, "idc_breast", root, size=12)
+    assert cache.images.shape == (2, 3, 12, 12)
+
+
+@pytest.mark.parametrize("kind", ["truncated_png", "truncated_jpeg", "garbage"])
+def test_corrupt_images_name_the_file(tmp_path, kind):
+    if kind == "truncated_jpeg":
+        root = write_eyepacs(tmp_path / "dr", {"1_left": 0, "1_right": 1}, sizes=((64, 64),))
+        bad = root / "train" / "1_right.jpeg"
+        fmt = "eyepacs_dr"
+    else:
+        rows = nih_rows(2, 1)
+        root = write_nih(tmp_path / "nih", rows, size=(64, 64))
+        bad = next(root.glob(f"images_*/images/{rows[1][0]}"))
+        fmt = "nih_cxr14"
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) // 2] if kind != "garbage" else b"not an image at all")
+    with pytest.raises(InputError) as e:
+        build(tmp_path, fmt, root)
+    msg = str(e.value)
+    assert str(bad) in msg and "cannot decode image" in msg and "\n" not in msg
+    assert not (tmp_path / "cache" / "images.npy").exists()  # nothing half-written
+    assert not list((tmp_path / "cache").glob("*.tmp"))
+
+
+def test_disk_check(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    root = write_eyepacs(tmp_path / "dr", {"1_left": 0})
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10, 10, 1000))
+    with pytest.raises(InputError, match=r"needs .* GiB but only .* GiB is free"):
+        build(tmp_path, "eyepacs_dr", root)

@@ -1,0 +1,179 @@
+"""Readers on fixture files written in the real Kaggle/MedMNIST layouts, quirks included."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from layouts import nih_rows, write_eyepacs, write_idc, write_medmnist, write_nih
+
+from ilmoco.datasets import detect_format, read_manifest
+from ilmoco.datasets.nih import NIH_LABELS
+from ilmoco.io import InputError
+
+
+def test_nih_header_quirks_labels_and_paths(tmp_path):
+    rows = [("00000001_000.png", "Cardiomegaly|Effusion", 1),
+            ("00000001_001.png", "No Finding", 1),
+            ("00000002_000.png", "Hernia", 2)]
+    write_nih(tmp_path, rows, rgba=("00000002_000.png",))
+    df, meta = read_manifest("nih_cxr14", tmp_path)
+    assert meta.task == "multilabel" and meta.label_columns == NIH_LABELS and meta.channels == 1
+    assert list(df.columns[:3]) == ["image_id", "path", "patient_id"]
+    assert list(df["image_id"]) == ["00000001_000", "00000001_001", "00000002_000"]
+    # images_001/images and images_002/images, as in the archive
+    assert df["path"].tolist() == ["images_001/images/00000001_000.png",
+                                   "images_002/images/00000001_001.png",
+                                   "images_001/images/00000002_000.png"]
+    assert df["patient_id"].tolist() == ["1", "1", "2"]
+    labels = df[NIH_LABELS].to_numpy()
+    assert labels[0].sum() == 2 and df.loc[0, "Cardiomegaly"] == 1 and df.loc[0, "Effusion"] == 1
+    assert labels[1].sum() == 0  # No Finding = all zeros
+    assert df.loc[2, "Hernia"] == 1 and labels[2].sum() == 1
+    assert not any(c.startswith("Unnamed") for c in df.columns)  # trailing comma dropped
+
+
+def test_nih_official_lists(tmp_path):
+    rows = nih_rows(4, 1)
+    names = [r[0] for r in rows]
+    write_nih(tmp_path, rows, lists={"train_val_list.txt": names[:3],
+                                     "test_list.txt": names[3:]})
+    df, meta = read_manifest("nih_cxr14", tmp_path)
+    assert meta.has_official_split
+    assert df["official_split"].tolist() == ["trainval"] * 3 + ["test"]
+
+
+def test_nih_unknown_label(tmp_path):
+    write_nih(tmp_path, [("00000001_000.png", "Cardiomegaly|Pneumonitis", 1)])
+    with pytest.raises(InputError,
+                       match=r"Data_Entry_2017.csv: unknown label 'Pneumonitis' in row 2"):
+        read_manifest("nih_cxr14", tmp_path)
+
+
+def test_nih_missing_images_error_and_skip(tmp_path):
+    rows = nih_rows(5, 1)
+    write_nih(tmp_path, rows)
+    for name in (rows[1][0], rows[3][0]):
+        next(tmp_path.glob(f"images_*/images/{name}")).unlink()
+    with pytest.raises(InputError) as e:
+        read_manifest("nih_cxr14", tmp_path)
+    msg = str(e.value)
+    assert "2 listed image(s) not found" in msg and rows[1][0] in msg and "\n" not in msg
+    df, _ = read_manifest("nih_cxr14", tmp_path, on_missing="skip")
+    assert len(df) == 3 and rows[1][0][:-4] not in set(df["image_id"])
+
+
+def test_nih_missing_column_and_duplicates(tmp_path):
+    write_nih(tmp_path, nih_rows(2, 1))
+    csv = tmp_path / "Data_Entry_2017.csv"
+    text = csv.read_text()
+    csv.write_text(text.replace("Finding Labels", "Findings"))
+    with pytest.raises(InputError, match=r"missing required column.*'Finding Labels'"):
+        read_manifest("nih_cxr14", tmp_path)
+    lines = text.splitlines()
+    csv.write_text("\n".join(lines + [lines[1]]) + "\n")
+    with pytest.raises(InputError, match="duplicate image id"):
+        read_manifest("nih_cxr14", tmp_path)
+
+
+def test_idc_mirror_counted_once_and_edge_patches(tmp_path):
+    write_idc(tmp_path, {"8863": [(1, 1, 0), (51, 1, 1), (101, 1, 0)],
+                         "9010": [(1, 51, 1), (51, 51, 0)]})
+    assert (tmp_path / "IDC_regular_ps50_idx5" / "8863" / "1").is_dir()
+    df, meta = read_manifest("idc_breast", tmp_path)
+    assert len(df) == 5  # not 10: the mirror folder is the same patches
+    assert meta.task == "binary" and meta.label_columns == ["idc"] and meta.channels == 3
+    assert df["image_id"].is_unique
+    assert set(df["patient_id"]) == {"8863", "9010"}
+    row = df.set_index("image_id").loc["8863_idx5_x51_y1_class1"]
+    assert row["idc"] == 1 and row["path"] == "8863/1/8863_idx5_x51_y1_class1.png"
+    assert not df["path"].str.startswith("IDC_regular").any()
+
+
+def test_idc_only_mirror_and_bad_names(tmp_path):
+    root = tmp_path / "a"
+    write_idc(root, {"10": [(1, 1, 0), (51, 1, 1)]})
+    import shutil
+
+    shutil.rmtree(root / "10")  # only the mirror copy remains
+    df, _ = read_manifest("idc_breast", root)
+    assert len(df) == 2 and df["path"].str.startswith("IDC_regular_ps50_idx5/").all()
+    bad = tmp_path / "b"
+    write_idc(bad, {"10": [(1, 1, 0)]}, mirror=False)
+    (bad / "10" / "0" / "10_idx5_x1_y1_class0.png").rename(bad / "10" / "0" / "10_x1_class0.png")
+    with pytest.raises(InputError, match="does not match"):
+        read_manifest("idc_breast", bad)
+    wrong = tmp_path / "c"
+    write_idc(wrong, {"10": [(1, 1, 0)]}, mirror=False)
+    (wrong / "10" / "1").mkdir()
+    (wrong / "10" / "0" / "10_idx5_x1_y1_class0.png").rename(
+        wrong / "10" / "1" / "10_idx5_x1_y1_class0.png")
+    with pytest.raises(InputError, match="class 0 but it sits in 10/1/"):
+        read_manifest("idc_breast", wrong)
+
+
+def test_eyepacs_referable_and_patients(tmp_path):
+    write_eyepacs(tmp_path, {"10_left": 0, "10_right": 2, "13_left": 1, "13_right": 4})
+    df, meta = read_manifest("eyepacs_dr", tmp_path)
+    assert df["referable"].tolist() == [0, 1, 0, 1]
+    assert df["level"].tolist() == [0, 2, 1, 4]
+    assert df["patient_id"].tolist() == ["10", "10", "13", "13"]
+    assert df["path"].tolist()[0] == "train/10_left.jpeg"
+    assert meta.task == "binary" and meta.label_columns == ["referable"]
+
+
+def test_eyepacs_bad_level_and_missing(tmp_path):
+    write_eyepacs(tmp_path, {"10_left": 0, "10_right": 7})
+    with pytest.raises(InputError, match=r"unknown label level='7' for image 10_right"):
+        read_manifest("eyepacs_dr", tmp_path)
+    write_eyepacs(tmp_path, {"10_left": 0, "10_right": 1})
+    (tmp_path / "train" / "10_right.jpeg").unlink()
+    with pytest.raises(InputError, match="1 listed image"):
+        read_manifest("eyepacs_dr", tmp_path)
+
+
+def test_medmnist_keeps_its_split(tmp_path):
+    write_medmnist(tmp_path)
+    df, meta = read_manifest("medmnist", tmp_path)
+    assert meta.task == "multilabel" and len(meta.label_columns) == 14
+    assert df["official_split"].value_counts().to_dict() == {"train": 12, "test": 6, "val": 4}
+    assert (df["patient_id"] == df["image_id"]).all() and not meta.patient_ids
+    z = np.load(tmp_path / "chestmnist.npz")
+    assert (df.loc[df["official_split"] == "val", meta.label_columns].to_numpy()
+            == z["val_labels"]).all()
+
+
+def test_medmnist_binary(tmp_path):
+    write_medmnist(tmp_path, "breastmnist.npz", n_labels=1)
+    df, meta = read_manifest("medmnist", tmp_path)
+    assert meta.task == "binary" and meta.label_columns == ["label"]
+
+
+@pytest.mark.parametrize("setup,fmt,match", [
+    ("empty", "nih_cxr14", "is empty"),
+    ("missing", "idc_breast", "does not exist"),
+    ("junk", "eyepacs_dr", "matches no known layout"),
+    ("nih", "eyepacs_dr", "it looks like nih_cxr14"),
+])
+def test_root_errors(tmp_path, setup, fmt, match):
+    root = tmp_path / "root"
+    if setup != "missing":
+        root.mkdir()
+    if setup == "junk":
+        (root / "notes.txt").write_text("hello")
+    if setup == "nih":
+        write_nih(root, nih_rows(2, 1))
+    with pytest.raises(InputError, match=match):
+        read_manifest(fmt, root)
+
+
+def test_detect_format(tmp_path):
+    assert detect_format(write_nih(tmp_path / "n", nih_rows(1, 1))) == "nih_cxr14"
+    assert detect_format(write_idc(tmp_path / "i", {"1": [(1, 1, 0)]})) == "idc_breast"
+    assert detect_format(write_eyepacs(tmp_path / "e", {"1_left": 0})) == "eyepacs_dr"
+    assert detect_format(write_medmnist(tmp_path / "m")) == "medmnist"
+
+
+def test_manifest_ids_are_strings(tmp_path):
+    write_eyepacs(tmp_path, {"007_left": 0, "007_right": 0})
+    df, _ = read_manifest("eyepacs_dr", tmp_path)
+    assert df["patient_id"].tolist() == ["007", "007"]  # not the integer 7
+    assert isinstance(df, pd.DataFrame)

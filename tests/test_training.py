@@ -1,0 +1,182 @@
+"""Pretraining and fine-tuning runs on a tiny dataset: resume is bit-identical, NaN stops the
+run, the best validation epoch is the one evaluated, probes leave BatchNorm untouched."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from stagedata import prepare, tiny_finetune_cfg, tiny_pretrain_cfg
+
+from ilmoco import engine, finetune, pretrain
+from ilmoco.backbone import Backbone
+from ilmoco.datasets.base import DatasetMeta
+from ilmoco.features import extract_features
+from ilmoco.io import InputError, torch_load
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return prepare(tmp_path_factory.mktemp("dr"))
+
+
+def pretrain_job(paths, out, method="moco_mse", **cfg):
+    out.mkdir(parents=True, exist_ok=True)
+    return pretrain.PretrainJob(
+        dataset="dr", method=method, split_csv=str(paths["split"]),
+        cache_images=str(paths["images"]), cache_index=str(paths["index"]), augment="retina",
+        cfg=tiny_pretrain_cfg(**cfg), out_encoder=str(out / "encoder.pt"),
+        out_metrics=str(out / "metrics.csv"), ckpt_path=str(out / "resume.pt"), progress=False)
+
+
+class Crash(Exception):
+    pass
+
+
+def test_pretrain_outputs(data, tmp_path):
+    paths, _ = data
+    job = pretrain_job(paths, tmp_path, "moco_bt")
+    pretrain.run(job)
+    enc = torch_load(job.out_encoder)
+    assert enc["meta"]["method"] == "moco_bt" and enc["meta"]["dataset"] == "dr"
+    assert enc["meta"]["in_channels"] == 3 and enc["meta"]["arch"] == "resnet18"
+    Backbone("resnet18", 3).load_state_dict(enc["backbone"])  # strict: exactly a backbone
+    m = pd.read_csv(job.out_metrics)
+    for col in ("step", "lr", "infonce", "bt_block1", "bt_block4", "loss", "throughput",
+                "val_infonce"):
+        assert col in m.columns, col
+    assert not (tmp_path / "resume.pt").exists()  # the resume checkpoint is cleaned up
+
+
+def test_pretrain_resume_is_bit_identical(data, tmp_path, monkeypatch):
+    paths, _ = data
+    pretrain.run(pretrain_job(paths, tmp_path / "full"))
+    # interrupted run: 7 steps per epoch, checkpoints every 3 steps and at epoch ends;
+    # crash at global step 11, two steps after the checkpoint at (epoch 1, step 2)
+    real_step = engine.step_generator
+    calls = {"n": 0}
+
+    def crashing(seed, step, device):
+        calls["n"] += 1
+        if step == 11 and calls["n"] < 100:
+            calls["n"] = 100
+            raise Crash()
+        return real_step(seed, step, device)
+
+    monkeypatch.setattr(engine, "step_generator", crashing)
+    job = pretrain_job(paths, tmp_path / "resumed")
+    with pytest.raises(Crash):
+        pretrain.run(job)
+    assert (tmp_path / "resumed" / "resume.pt").exists()
+    loop = torch_load(tmp_path / "resumed" / "resume.pt")["loop"]
+    assert (loop["epoch"], loop["step"]) == (1, 2)
+    pretrain.run(job)
+    a = torch_load(tmp_path / "full" / "encoder.pt")["backbone"]
+    b = torch_load(tmp_path / "resumed" / "encoder.pt")["backbone"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ma = pd.read_csv(tmp_path / "full" / "metrics.csv").drop(columns="throughput")
+    mb = pd.read_csv(tmp_path / "resumed" / "metrics.csv").drop(columns="throughput")
+    pd.testing.assert_frame_equal(ma, mb)
+
+
+def test_checkpoint_of_another_config_is_not_resumed(data, tmp_path):
+    paths, _ = data
+    job = pretrain_job(paths, tmp_path)
+    ck = engine.Checkpointer(job.ckpt_path, "other-config")
+    ck.save({"modules": {}, "optimizer": {}, "loop": {}})
+    pretrain.run(job)  # would fail to load the empty state if it tried
+    assert (tmp_path / "encoder.pt").exists()
+
+
+def test_nan_loss_stops_with_the_step(data, tmp_path):
+    paths, _ = data
+    src = engine.BatchSource(np.zeros((16, 1, 4, 4), np.uint8), 4, 0, torch.device("cpu"))
+    w = torch.nn.Parameter(torch.ones(1))
+    opt = torch.optim.SGD([w], lr=0.1)
+
+    def step_fn(x, y, gen, g):
+        loss = w.sum() * (float("nan") if g == 5 else 1.0)
+        return loss, {"loss": loss.detach()}
+
+    with pytest.raises(engine.NonFiniteLoss, match="at step 5 .epoch 1."):
+        engine.train_loop(modules=torch.nn.ParameterList([w]), optimizer=opt, source=src,
+                          epochs=3, step_fn=step_fn, lr_fn=lambda g: 0.1, ckpt=None, seed=0,
+                          progress=False)
+    assert torch.isfinite(w).all()  # stopped before the bad step's update
+
+
+def finetune_job(paths, meta, out, encoder=None, method="supervised", **cfg):
+    out.mkdir(parents=True, exist_ok=True)
+    return finetune.FinetuneJob(
+        dataset="dr", method=method, pct=100, seed=0, split_csv=str(paths["split"]),
+        cache_images=str(paths["images"]), cache_index=str(paths["index"]), meta=meta,
+        metric="macro_auc", augment="retina", cfg=tiny_finetune_cfg(**cfg),
+        bootstrap={"resamples": 50, "seed": 0, "level": 0.95}, encoder=encoder,
+        out_predictions=str(out / "predictions.csv"), out_metrics=str(out / "metrics.json"),
+        out_model=str(out / "model.pt"), out_history=str(out / "history.csv"),
+        ckpt_path=str(out / "resume.pt"), progress=False)
+
+
+def test_best_validation_epoch_is_the_one_evaluated(data, tmp_path, monkeypatch):
+    paths, meta = data
+    scores = iter([0.55, 0.90, 0.60, 0.58])  # epoch 1 is best, the last epoch is worse
+    snapshots = []
+    real_predict = finetune.predict
+
+    def recording_predict(model, images, *a, **k):
+        snapshots.append({n: v.clone() for n, v in model.state_dict().items()})
+        return real_predict(model, images, *a, **k)
+
+    monkeypatch.setattr(finetune, "predict", recording_predict)
+    monkeypatch.setattr(finetune, "_selection_score", lambda *a: next(scores))
+    job = finetune_job(paths, meta, tmp_path)
+    result = finetune.run(job)
+    assert result["best_epoch"] == 1 and result["epochs_run"] == 4
+    saved = torch_load(job.out_model)["model"]
+    assert all(torch.equal(saved[k], snapshots[1][k]) for k in saved)
+    assert not all(torch.equal(saved[k], snapshots[3][k]) for k in saved)
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["ci_low"] <= m["estimate"] <= m["ci_high"] and m["bootstrap_unit"] == "patient"
+    pred = pd.read_csv(job.out_predictions)
+    assert list(pred.columns) == ["image_id", "patient_id", "y_referable", "p_referable"]
+    assert pred["p_referable"].between(0, 1).all()
+
+
+def test_early_stopping(data, tmp_path, monkeypatch):
+    paths, meta = data
+    scores = iter([0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    monkeypatch.setattr(finetune, "_selection_score", lambda *a: next(scores))
+    result = finetune.run(finetune_job(paths, meta, tmp_path, epochs=6, patience=2))
+    assert result["best_epoch"] == 0 and result["epochs_run"] == 3
+
+
+def test_finetune_refuses_a_mismatched_encoder(data, tmp_path):
+    paths, meta = data
+    pre = pretrain_job(paths, tmp_path / "pre", "moco")
+    pretrain.run(pre)
+    with pytest.raises(InputError, match=r"trained with method='moco' but this run needs "
+                                         r"method='moco_mse'"):
+        finetune.run(finetune_job(paths, meta, tmp_path / "ft", pre.out_encoder, "moco_mse"))
+    with pytest.raises(InputError, match=r"arch='resnet18' but this run needs arch='resnet50'"):
+        finetune.run(finetune_job(paths, meta, tmp_path / "ft", pre.out_encoder, "moco",
+                                  arch="resnet50"))
+    result = finetune.run(finetune_job(paths, meta, tmp_path / "ok", pre.out_encoder, "moco"))
+    assert result["encoder"] == pre.out_encoder
+
+
+def test_feature_extraction_leaves_batchnorm_untouched():
+    torch.manual_seed(0)
+    b = Backbone("resnet18", 1).train()
+    b(torch.randn(8, 1, 32, 32))  # give BN non-trivial running statistics
+    before = {k: v.clone() for k, v in b.state_dict().items()}
+    feats = extract_features(b, np.random.randint(0, 255, (10, 1, 32, 32), dtype=np.uint8),
+                             torch.device("cpu"), batch_size=4)
+    assert b.training  # mode restored
+    assert all(torch.equal(before[k], v) for k, v in b.state_dict().items())
+    assert [f.shape for f in feats] == [(10, 64), (10, 128), (10, 256), (10, 512)]
+
+
+def test_meta_round_trip(data):
+    _, meta = data
+    assert DatasetMeta.from_dict(meta.to_dict()) == meta

@@ -1,0 +1,44 @@
+"""Helpers to drive Snakemake as a user would (a subprocess), and to read its plans."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "config" / "smoke.yaml"
+
+
+def snakemake(*args, workdir=None, configfiles=(SMOKE,), env=None, check=True, timeout=1500):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           "--cores", "2"]
+    if workdir is not None:
+        cmd += ["--directory", str(workdir)]
+    if configfiles:
+        cmd += ["--configfile", *map(str, configfiles)]
+    cmd += list(args)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
+                       cwd=workdir or ROOT)
+    if check and r.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({r.returncode}):\n"
+                             f"{r.stdout[-3000:]}\n{r.stderr[-6000:]}")
+    return r
+
+
+def planned_jobs(*args, **kw) -> dict[str, int]:
+    """Rule -> job count of a dry-run (empty when nothing is to be done)."""
+    r = snakemake("-n", *args, **kw)
+    text = r.stdout + r.stderr
+    m = re.search(r"Job stats:\njob\s+count\n[-\s]+\n(.*?)\n\s*total", text, re.S)
+    if not m:
+        assert "Nothing to be done" in text, text[-2000:]
+        return {}
+    out = {}
+    for line in m.group(1).splitlines():
+        name, count = line.split()
+        out[name] = int(count)
+    return out

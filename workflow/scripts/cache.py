@@ -1,0 +1,14 @@
+"""Decode + resize every image once into a uint8 array."""
+
+import pandas as pd
+
+from ilmoco.cache import build_cache
+from ilmoco.datasets import DatasetMeta
+from ilmoco.io import read_json
+from ilmoco.runlog import job_log
+
+with job_log(snakemake.log[0]):
+    meta = DatasetMeta.from_dict(read_json(snakemake.input.meta))
+    manifest = pd.read_csv(snakemake.input.manifest, dtype={"image_id": str, "patient_id": str})
+    build_cache(manifest, meta, snakemake.params.root, snakemake.output.images,
+                snakemake.output.index, size=snakemake.params.size, threads=snakemake.threads)
