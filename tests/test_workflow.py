@@ -9,7 +9,7 @@ import textwrap
 
 import pandas as pd
 import pytest
-from workflow import ROOT, SMOKE, planned_jobs, snakemake
+from snakerun import ROOT, SMOKE, planned_jobs, snakemake
 
 from ilmoco.codehash import code_hash, module_closure
 
@@ -72,13 +72,6 @@ def test_code_hash_follows_library_imports():
 
 
 # ------------------------------------------------------------------ the smoke DAG
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("smoke")
-    snakemake(workdir=work)
-    return work
-
 
 def test_smoke_dag_produces_every_result(smoke_run):
     res = smoke_run / "results"

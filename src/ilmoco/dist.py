@@ -96,9 +96,12 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
     """Replace every BatchNorm with a cross-rank one (torch's on CUDA, ours elsewhere)."""
-    device = next(module.parameters()).device
-    if device.type == "cuda":
+    if next(module.parameters()).device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _to_sync(module)
+
+
+def _to_sync(module: nn.Module) -> nn.Module:
     out = module
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module,
                                                                               SyncBatchNorm):
@@ -109,6 +112,5 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
         out.running_mean, out.running_var = module.running_mean, module.running_var
         out.num_batches_tracked = module.num_batches_tracked
     for name, child in module.named_children():
-        out.add_module(name, convert_sync_batchnorm(child))
+        out.add_module(name, _to_sync(child))
     return out
-

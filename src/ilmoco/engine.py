@@ -280,6 +280,7 @@ def train_loop(
     ckpt_every: int = 0, log_every: int = 10,
     on_epoch_end: Callable[[int, LoopState], bool] | None = None,
     desc: str = "train", progress: bool = True, pairs_per_step: int | None = None,
+    log_throughput: bool = True,
 ) -> LoopState:
     """Run (or resume) training. ``step_fn(x, y, gen, global_step) -> (loss, logs)``.
 
@@ -346,8 +347,9 @@ def train_loop(
                 now = time.perf_counter()
                 row = {"step": g + 1, "epoch": state.epoch, "lr": lr}
                 row.update(_mean_over_ranks(sums, n_acc))
-                per = pairs_per_step or source.batch_size
-                row["throughput"] = n_acc * per / max(now - t_last, 1e-9)
+                if log_throughput:  # timing: the only column a rerun does not reproduce
+                    per = pairs_per_step or source.batch_size
+                    row["throughput"] = n_acc * per / max(now - t_last, 1e-9)
                 state.history.append(row)
                 if bar is not None:
                     bar.set_postfix(loss=f"{row.get('loss', float('nan')):.3f}")

@@ -189,7 +189,7 @@ def run(job: FinetuneJob) -> dict:
         lr_fn=lambda g: lr_at(g, total, opt["lr"], opt["schedule"], 0), ckpt=ckpt, seed=seed,
         ckpt_every=cfg["checkpoint_every"], log_every=max(1, min(cfg["log_every"], spe)),
         on_epoch_end=on_epoch_end, desc=f"finetune {job.dataset}/{job.method}/{col}/s{seed}",
-        progress=job.progress,
+        progress=job.progress, log_throughput=False,
     )
     ex = state.extra
     model.load_state_dict(ex["best_state"])

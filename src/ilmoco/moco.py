@@ -168,8 +168,10 @@ class MoCo(nn.Module):
         self.queue_ptr = (self.queue_ptr + n) % size
 
     @torch.no_grad()
-    def _keys(self, x_k: torch.Tensor, gen: torch.Generator | None):
-        shuffle = self.cfg.bn == "split" or (self.cfg.bn == "global" and dist.is_dist())
+    def _keys(self, x_k: torch.Tensor, gen: torch.Generator | None, update: bool):
+        # Validation (update=False) runs on one rank with BN frozen: no shuffle, no collective.
+        shuffle = update and (self.cfg.bn == "split" or (self.cfg.bn == "global"
+                                                         and dist.is_dist()))
         if not shuffle:
             return self.encoder_k(x_k)
         b = x_k.shape[0]
@@ -191,7 +193,7 @@ class MoCo(nn.Module):
         q, q_blocks = self.encoder_q(x_q)
         if update:
             self.momentum_update(cfg.momentum if momentum is None else momentum)
-        k, k_blocks = self._keys(x_k, gen)
+        k, k_blocks = self._keys(x_k, gen, update)
         logs = {}
         loss = infonce_loss(q, k, self.queue.clone(), cfg.temperature)
         logs["infonce"] = loss.detach()
@@ -204,8 +206,9 @@ class MoCo(nn.Module):
             pq, pk = pooled_blocks(q_blocks), pooled_blocks(k_blocks)
             for i, (proj, a, b, w) in enumerate(
                     zip(self.projectors, pq, pk, cfg.bt_weights), 1):
-                z1 = dist.gather_with_grad(proj(a))
-                z2 = dist.gather_with_grad(proj(b.detach()))
+                z1, z2 = proj(a), proj(b.detach())
+                if update:  # Barlow Twins statistics over the global batch
+                    z1, z2 = dist.gather_with_grad(z1), dist.gather_with_grad(z2)
                 t = w * barlow_twins_loss(z1.float(), z2.float(), cfg.bt_lambda_on,
                                           cfg.bt_lambda_off, cfg.bt_scale)
                 logs[f"bt_block{i}"] = t.detach()

@@ -8,6 +8,8 @@ queue are only touched by training steps.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,9 +89,10 @@ def _val_loss(model: MoCo, aug, images: np.ndarray, cfg, device, seed) -> dict:
 def run(job: PretrainJob) -> None:
     cfg = job.cfg
     device = resolve_device(cfg["device"])
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     dist.init_from_env(device.type)
-    if device.type == "cuda" and dist.is_dist():
-        device = torch.device("cuda", torch.cuda.current_device())
     configure_determinism(cfg["deterministic"], device)
     seed = int(cfg["seed"])
 
@@ -101,47 +104,14 @@ def run(job: PretrainJob) -> None:
     val_images = cache.load(val_ids)
 
     torch.manual_seed(seed)
-    mcfg = moco_config(cfg, job.method, cache.channels)
-    if cfg["batch_size"] > mcfg.queue_size:
-        raise ValueError(f"pretrain.moco.queue_size ({mcfg.queue_size}) must be >= the batch "
-                         f"size ({cfg['batch_size']})")
-    model = MoCo(mcfg).to(device)
-    if dist.is_dist() and mcfg.bn == "sync":
-        from ilmoco.dist import convert_sync_batchnorm
-
-        model = convert_sync_batchnorm(model)
-    if device.type == "cuda" and cfg["channels_last"]:
-        model = model.to(memory_format=torch.channels_last)
-    trainable = model.trainable_modules()
-    optimizer = build_optimizer(trainable, cfg["optimizer"])
-    net = model
-    if dist.is_dist():
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, broadcast_buffers=False,
-            device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg["compile"]:
-        model.encoder_q.compile(dynamic=False)
-        model.encoder_k.compile(dynamic=False)
-
-    aug = GpuAugment(preset(job.augment, "ssl", cfg["augment_overrides"]), cache.size)
     source = BatchSource(cache.images, cfg["batch_size"], seed, device, cfg["data_placement"],
                          rows=train_rows)
     epochs, spe = cfg["epochs"], source.steps_per_epoch
     total = epochs * spe
-    opt = cfg["optimizer"]
+    built = build(cfg, job.method, cache.channels, device,
+                  preset(job.augment, "ssl", cfg["augment_overrides"]), total, cache.size)
+    model, aug, opt = built.model, built.aug, cfg["optimizer"]
     warmup = int(round(opt["warmup_epochs"] * spe))
-    mom = cfg["moco"]
-    memory_format = torch.channels_last if (device.type == "cuda" and cfg["channels_last"]) \
-        else torch.contiguous_format
-
-    bs, off = cfg["batch_size"], dist.rank() * source.local
-
-    def step_fn(x, _y, gen, g):
-        x1 = aug(x, gen, bs, off).contiguous(memory_format=memory_format)
-        x2 = aug(x, gen, bs, off).contiguous(memory_format=memory_format)
-        with autocast(device, cfg["precision"]):
-            return net(x1, x2, gen, update=True,
-                       momentum=momentum_at(g, total, mom["momentum"], mom["momentum_schedule"]))
 
     def on_epoch_end(epoch, state):
         if len(val_images) >= cfg["batch_size"] and dist.rank() == 0:
@@ -154,19 +124,83 @@ def run(job: PretrainJob) -> None:
                       dist.world_size())
     ckpt = Checkpointer(job.ckpt_path, tag)
     state = train_loop(
-        modules=model, optimizer=optimizer, source=source, epochs=epochs, step_fn=step_fn,
+        modules=model, optimizer=built.optimizer, source=source, epochs=epochs,
+        step_fn=built.step_fn,
         lr_fn=lambda g: lr_at(g, total, opt["lr"], opt["schedule"], warmup), ckpt=ckpt,
         seed=seed, ckpt_every=cfg["checkpoint_every"], log_every=cfg["log_every"],
         on_epoch_end=on_epoch_end, desc=f"pretrain {job.dataset}/{job.method}",
         progress=job.progress, pairs_per_step=cfg["batch_size"],
     )
     if dist.rank() == 0:
-        save_encoder(model, job, mcfg, cache, state)
+        save_encoder(model, job, built.mcfg, cache, state)
         write_csv(job.out_metrics, pd.DataFrame(state.history), float_format="%.6g")
         ckpt.remove()
     if dist.is_dist():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+
+
+@dataclass
+class Built:
+    """One pretraining run's pieces: the model (and its DDP wrapper ``net``), optimiser,
+    augmentation and the step function the training loop calls."""
+
+    model: MoCo
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    aug: GpuAugment | None
+    step_fn: Callable  # (uint8 batch, labels, generator, step) -> (loss, logs)
+    forward: Callable  # (view 1, view 2, generator, step) -> (loss, logs), views augmented
+    memory_format: torch.memory_format
+    mcfg: MoCoConfig
+
+
+def build(cfg: dict, method: str, channels: int, device: torch.device, augment,
+          total_steps: int, image_size: int | None = None) -> Built:
+    """Model, optimiser and per-step function, exactly as the ``pretrain`` stage uses them.
+
+    ``augment`` is an AugmentSpec (or None for pre-augmented input); the step function
+    takes uint8 batches, augments two views per image and returns (loss, logs).
+    """
+    mcfg = moco_config(cfg, method, channels)
+    if cfg["batch_size"] > mcfg.queue_size:
+        raise ValueError(f"pretrain.moco.queue_size ({mcfg.queue_size}) must be >= the batch "
+                         f"size ({cfg['batch_size']})")
+    model = MoCo(mcfg).to(device)
+    if dist.is_dist() and mcfg.bn == "sync":
+        from ilmoco.dist import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model)
+    channels_last = device.type == "cuda" and cfg["channels_last"]
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.trainable_modules(), cfg["optimizer"])
+    net = model
+    if dist.is_dist():
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, broadcast_buffers=False,
+            device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg["compile"]:
+        model.encoder_q.compile(dynamic=False)
+        model.encoder_k.compile(dynamic=False)
+    aug = GpuAugment(augment, image_size) if augment is not None else None
+    mom = cfg["moco"]
+    bs = cfg["batch_size"]
+    offset = dist.rank() * (bs // dist.world_size())
+
+    def forward(x1, x2, gen, g):
+        with autocast(device, cfg["precision"]):
+            return net(x1, x2, gen, update=True,
+                       momentum=momentum_at(g, total_steps, mom["momentum"],
+                                            mom["momentum_schedule"]))
+
+    def step_fn(x, _y, gen, g):
+        x1 = aug(x, gen, bs, offset).contiguous(memory_format=memory_format)
+        x2 = aug(x, gen, bs, offset).contiguous(memory_format=memory_format)
+        return forward(x1, x2, gen, g)
+
+    return Built(model, net, optimizer, aug, step_fn, forward, memory_format, mcfg)
 
 
 def save_encoder(model: MoCo, job: PretrainJob, mcfg: MoCoConfig, cache, state) -> None:

@@ -211,7 +211,7 @@ def _patch(rng, stain, positive: bool, h: int, w: int) -> np.ndarray:
     return _to_u8(img[:h, :w])
 
 
-def generate_idc(root, n_patients: int = 40, seed: int = 0, grid: int = 7) -> None:
+def generate_idc(root, n_patients: int = 40, seed: int = 0, grid: int = 6) -> None:
     """Write ``<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<c>.png`` and the Kaggle mirror
     ``IDC_regular_ps50_idx5/`` (hard links: every patch is present twice, as in the archive)."""
     root = Path(root)
@@ -225,7 +225,7 @@ def generate_idc(root, n_patients: int = 40, seed: int = 0, grid: int = 7) -> No
             intensity=rng.uniform(0.85, 1.1),
         )
         tumour = rng.random() < 0.8
-        ty, tx, tr = rng.uniform(1, grid - 2), rng.uniform(1, grid - 2), rng.uniform(1.6, 3.2)
+        ty, tx, tr = rng.uniform(1, grid - 2), rng.uniform(1, grid - 2), rng.uniform(1.2, 2.7)
         cols = int(rng.integers(grid - 2, grid + 1))
         for gy in range(grid):
             for gx in range(cols):
@@ -264,9 +264,14 @@ def _fundus(rng, patient, eye: str, level: int) -> np.ndarray:
         ang = rng.uniform(0, 2 * np.pi)
         p1 = (cy + np.sin(ang) * 0.8 * r, od_x - np.cos(ang) * 0.9 * r)
         img -= np.array([0.1, 0.18, 0.1]) * _segment(yy, xx, (cy, od_x), p1, 1.6 * s)[..., None]
-    n_ma = [0, int(rng.integers(2, 5)), 3, 5, 6][level]
-    n_hem = [0, 0, int(rng.integers(2, 4)), int(rng.integers(4, 7)), int(rng.integers(5, 8))][level]
-    n_ex = [0, 0, int(rng.integers(1, 4)), int(rng.integers(3, 6)), int(rng.integers(4, 7))][level]
+    n_ma = [int(rng.integers(0, 2)), int(rng.integers(2, 5)), 3, 5, 6][level]
+    n_hem = [0, 0, int(rng.integers(1, 3)), int(rng.integers(3, 6)), int(rng.integers(5, 8))][level]
+    n_ex = [0, 0, int(rng.integers(0, 3)), int(rng.integers(2, 5)), int(rng.integers(4, 7))][level]
+    for _ in range(int(rng.integers(0, 4))):  # pigment spots: dark, in any eye
+        a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.9) * r
+        img -= np.array([0.15, 0.12, 0.06]) * _disk(yy, xx, cy + np.sin(a) * d,
+                                                     cx + np.cos(a) * d, rng.uniform(1.5, 3) * s)[
+            ..., None]
     for _ in range(n_ma):
         a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.8) * r
         img -= np.array([0.2, 0.25, 0.1]) * _disk(yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d,
@@ -274,8 +279,8 @@ def _fundus(rng, patient, eye: str, level: int) -> np.ndarray:
     for _ in range(n_hem):  # dark red blots
         a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.8) * r
         img -= np.array([0.3, 0.35, 0.15]) * _ellipse(
-            yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d, rng.uniform(3, 5) * s,
-            rng.uniform(3, 5) * s)[..., None]
+            yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d, rng.uniform(2.5, 4.5) * s,
+            rng.uniform(2.5, 4.5) * s)[..., None]
     for _ in range(n_ex):  # yellow exudates
         a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.7) * r
         img += np.array([0.35, 0.35, 0.0]) * _disk(yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d,

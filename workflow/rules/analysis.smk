@@ -4,7 +4,7 @@ rule cka:
         features=FEATURES,
         images=CACHE_IMAGES,
         index=CACHE_INDEX,
-        models=expand(FT + "/model.pt", pct=PCTS, seed=SEEDS, allow_missing=True),
+        models=expand(f"{FT}/model.pt", pct=PCTS, seed=SEEDS, allow_missing=True),
     output:
         CKA,
     params:
@@ -19,7 +19,7 @@ rule cka:
     resources:
         gpu=1,
     log:
-        D + "/logs/cka_{method}.log",
+        f"{D}/logs/cka_{{method}}.log",
     conda:
         ENV
     script:
@@ -29,9 +29,9 @@ rule cka:
 rule ks:
     """KS distance of each run's test probabilities to the reference 100 % model."""
     input:
-        predictions=expand(FT + "/predictions.csv", method=METHODS, pct=PCTS, seed=SEEDS,
+        predictions=expand(f"{FT}/predictions.csv", method=METHODS, pct=PCTS, seed=SEEDS,
                            allow_missing=True),
-        metrics=expand(FT + "/metrics.json", method=METHODS, pct=PCTS, seed=SEEDS,
+        metrics=expand(f"{FT}/metrics.json", method=METHODS, pct=PCTS, seed=SEEDS,
                        allow_missing=True),
     output:
         KS,
@@ -40,7 +40,7 @@ rule ks:
         reference=lambda w: SETTINGS[w.dataset]["ks_reference"],
         code=code("ks.py"),
     log:
-        D + "/logs/ks.log",
+        f"{D}/logs/ks.log",
     conda:
         ENV
     script:

@@ -24,8 +24,8 @@ def validate_config():
     except WorkflowError as e:
         import jsonschema
 
-        cause = next((a for a in e.args if isinstance(a, jsonschema.ValidationError)), None)
-        if cause is None:
+        cause = e.__cause__ or e.__context__
+        if not isinstance(cause, jsonschema.ValidationError):
             raise
         where = ".".join(str(p) for p in cause.absolute_path)
         config_error(where, cause.message.splitlines()[0])
@@ -94,24 +94,24 @@ def pretrain_cfg(wildcards):
 
 # ----------------------------------------------------------------- paths
 D = "results/{dataset}"
-MANIFEST = D + "/data/manifest.csv"
-META = D + "/data/dataset.json"
-SPLIT = D + "/data/split.csv"
-CACHE_IMAGES = D + "/data/cache/images.npy"
-CACHE_INDEX = D + "/data/cache/index.csv"
-ENCODER = D + "/pretrain/{method}/encoder.pt"
-PRETRAIN_METRICS = D + "/pretrain/{method}/metrics.csv"
-FT = D + "/finetune/{method}/labeled_{pct}/seed{seed}"
-FEATURES = D + "/probe/{method}/features.npz"
-PROBE = D + "/probe/{method}/probe.csv"
-CKA = D + "/analysis/cka_{method}.csv"
-KS = D + "/analysis/ks.csv"
+MANIFEST = f"{D}/data/manifest.csv"
+META = f"{D}/data/dataset.json"
+SPLIT = f"{D}/data/split.csv"
+CACHE_IMAGES = f"{D}/data/cache/images.npy"
+CACHE_INDEX = f"{D}/data/cache/index.csv"
+ENCODER = f"{D}/pretrain/{{method}}/encoder.pt"
+PRETRAIN_METRICS = f"{D}/pretrain/{{method}}/metrics.csv"
+FT = f"{D}/finetune/{{method}}/labeled_{{pct}}/seed{{seed}}"
+FEATURES = f"{D}/probe/{{method}}/features.npz"
+PROBE = f"{D}/probe/{{method}}/probe.csv"
+CKA = f"{D}/analysis/cka_{{method}}.csv"
+KS = f"{D}/analysis/ks.csv"
 
 
 def dataset_targets(d):
     out = [SPLIT.format(dataset=d)]
     out += expand(PRETRAIN_METRICS, dataset=d, method=SSL)
-    out += expand(FT + "/metrics.json", dataset=d, method=METHODS, pct=PCTS, seed=SEEDS)
+    out += expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS, seed=SEEDS)
     out += expand(PROBE, dataset=d, method=probe_methods())
     out += expand(CKA, dataset=d, method=SSL)
     if HAS_FULL:
@@ -128,3 +128,71 @@ def probe_methods():
 def final_targets():
     out = [t for d in DATASETS for t in dataset_targets(d)]
     return out + report_targets()
+
+
+def encoder_input(wildcards):
+    if wildcards.method == "supervised":
+        return []
+    return ENCODER.format(dataset=wildcards.dataset, method=wildcards.method)
+
+
+def frozen_model(wildcards):
+    """Probe the pretrained encoder; for `supervised`, the model fine-tuned on 100 %."""
+    if wildcards.method == "supervised":
+        return (f"{FT}/model.pt").format(dataset=wildcards.dataset, method="supervised",
+                                         pct="100", seed=SEEDS[0])
+    return ENCODER.format(dataset=wildcards.dataset, method=wildcards.method)
+
+
+TABLES = ["finetune", "linear_probe", "layer_probe", "feature_reuse", "ks_distance"]
+
+
+FIGURES = ["finetune", "feature_reuse", "layer_probe", "ks_cdf", "pretrain_loss"]
+
+
+FIG = "results/figures/{dataset}/{figure}"
+
+
+def report_targets():
+    out = expand("results/tables/{table}.{ext}", table=TABLES, ext=["csv", "md", "tex"])
+    return out + expand(f"{FIG}.{{ext}}", dataset=DATASETS, figure=FIGURES, ext=["png", "pdf"])
+
+
+def table_output(name, ext):
+    path = f"results/tables/{name}.{ext}"
+    if ext != "csv":
+        return path
+    return report(path, caption=f"../report/table_{name}.rst", category="Tables",
+                  labels={"table": name})
+
+
+def figure_output(name, ext):
+    path = FIG.replace("{figure}", name) + f".{ext}"
+    if ext != "png":
+        return path
+    return report(path, caption=f"../report/fig_{name}.rst", category="{dataset}",
+                  subcategory=name.replace("_", " "), labels={"dataset": "{dataset}",
+                                                              "figure": name})
+
+
+# Conservative MoCo pairs (or fine-tuning images) per second of one datacentre GPU at 224 px.
+GPU_THROUGHPUT = {"resnet18": 2000, "resnet34": 1200, "resnet50": 700}
+
+
+def gpu_runtime(stage):
+    """SLURM runtime request (minutes) from the config's epochs, the architecture and the
+    cache's size and resolution; doubled on each retry. Profiles may override it."""
+
+    def runtime(wildcards, input, attempt):
+        import numpy as np
+
+        cfg = config[stage]
+        try:
+            shape = np.load(input.images, mmap_mode="r").shape
+        except (OSError, ValueError):  # cache not built yet (dry-run): ask for a day
+            return 24 * 60 * attempt
+        per_second = GPU_THROUGHPUT[cfg["arch"]] * (224 / shape[-1]) ** 2
+        work = shape[0] * 0.7 * cfg["epochs"] * (1.0 if stage == "pretrain" else 1.5)
+        return int(15 + 1.5 * work / per_second / 60) * attempt
+
+    return runtime

@@ -27,7 +27,7 @@ rule manifest:
         settings=ds,
         code=code("manifest.py"),
     log:
-        D + "/logs/manifest.log",
+        f"{D}/logs/manifest.log",
     conda:
         ENV
     script:
@@ -46,7 +46,7 @@ rule split:
         fractions=config["fractions"],
         code=code("split.py"),
     log:
-        D + "/logs/split.log",
+        f"{D}/logs/split.log",
     conda:
         ENV
     script:
@@ -67,7 +67,7 @@ rule cache:
         code=code("cache.py"),
     threads: 4
     log:
-        D + "/logs/cache.log",
+        f"{D}/logs/cache.log",
     conda:
         ENV
     script:

@@ -1,9 +1,3 @@
-def encoder_input(wildcards):
-    if wildcards.method == "supervised":
-        return []
-    return ENCODER.format(dataset=wildcards.dataset, method=wildcards.method)
-
-
 rule finetune:
     """Fine-tune on labeled_<pct>, select on validation, evaluate the best model on test."""
     input:
@@ -13,22 +7,23 @@ rule finetune:
         index=CACHE_INDEX,
         encoder=encoder_input,
     output:
-        predictions=FT + "/predictions.csv",
-        metrics=FT + "/metrics.json",
-        model=FT + "/model.pt",
-        history=FT + "/history.csv",
+        predictions=f"{FT}/predictions.csv",
+        metrics=f"{FT}/metrics.json",
+        model=f"{FT}/model.pt",
+        history=f"{FT}/history.csv",
     params:
         cfg=config["finetune"],
         bootstrap=config["bootstrap"],
         metric=lambda w: SETTINGS[w.dataset]["metric"],
         augment=lambda w: SETTINGS[w.dataset]["augment"],
-        ckpt=FT + "/resume.pt",
+        ckpt=f"{FT}/resume.pt",
         code=code("finetune.py"),
     threads: 1
     resources:
         gpu=1,
+        runtime=gpu_runtime("finetune"),
     log:
-        D + "/logs/finetune_{method}_labeled_{pct}_seed{seed}.log",
+        f"{D}/logs/finetune_{{method}}_labeled_{{pct}}_seed{{seed}}.log",
     conda:
         ENV
     script:

@@ -11,15 +11,16 @@ rule pretrain:
         cfg=pretrain_cfg,
         augment=lambda w: SETTINGS[w.dataset]["augment"],
         # resumable checkpoint outside the declared outputs (Snakemake deletes those)
-        ckpt=D + "/pretrain/{method}/resume.pt",
+        ckpt=f"{D}/pretrain/{{method}}/resume.pt",
         code=code("pretrain.py"),
     wildcard_constraints:
         method=regex_alternatives(SSL_METHODS),
     threads: 1
     resources:
         gpu=1,
+        runtime=gpu_runtime("pretrain"),
     log:
-        D + "/logs/pretrain_{method}.log",
+        f"{D}/logs/pretrain_{{method}}.log",
     conda:
         ENV
     script:

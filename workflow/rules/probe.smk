@@ -1,11 +1,3 @@
-def frozen_model(wildcards):
-    """Probe the pretrained encoder; for `supervised`, the model fine-tuned on 100 %."""
-    if wildcards.method == "supervised":
-        return (FT + "/model.pt").format(dataset=wildcards.dataset, method="supervised",
-                                         pct="100", seed=SEEDS[0])
-    return ENCODER.format(dataset=wildcards.dataset, method=wildcards.method)
-
-
 rule features:
     """Block 1-4 features of a frozen model (eval mode), extracted once and cached."""
     input:
@@ -24,7 +16,7 @@ rule features:
     resources:
         gpu=1,
     log:
-        D + "/logs/features_{method}.log",
+        f"{D}/logs/features_{{method}}.log",
     conda:
         ENV
     script:
@@ -39,7 +31,7 @@ rule probe:
         meta=META,
     output:
         csv=PROBE,
-        json=D + "/probe/{method}/probe.json",
+        json=f"{D}/probe/{{method}}/probe.json",
     params:
         cfg=config["probe"],
         bootstrap=config["bootstrap"],
@@ -47,7 +39,7 @@ rule probe:
         code=code("probe.py"),
     threads: 1
     log:
-        D + "/logs/probe_{method}.log",
+        f"{D}/logs/probe_{{method}}.log",
     conda:
         ENV
     script:

@@ -1,25 +1,7 @@
-TABLES = ["finetune", "linear_probe", "layer_probe", "feature_reuse", "ks_distance"]
-FIGURES = ["finetune", "feature_reuse", "layer_probe", "ks_cdf", "pretrain_loss"]
-FIG = "results/figures/{dataset}/{figure}"
-
-
-def report_targets():
-    out = expand("results/tables/{table}.{ext}", table=TABLES, ext=["csv", "md", "tex"])
-    return out + expand(FIG + ".{ext}", dataset=DATASETS, figure=FIGURES, ext=["png", "pdf"])
-
-
-def table_output(name, ext):
-    path = f"results/tables/{name}.{ext}"
-    if ext != "csv":
-        return path
-    return report(path, caption=f"../report/table_{name}.rst", category="Tables",
-                  labels={"table": name})
-
-
 rule tables:
     """The paper's five tables: tidy CSV, Markdown and LaTeX."""
     input:
-        finetune=expand(FT + "/metrics.json", dataset=DATASETS, method=METHODS, pct=PCTS,
+        finetune=expand(f"{FT}/metrics.json", dataset=DATASETS, method=METHODS, pct=PCTS,
                         seed=SEEDS),
         probes=expand(PROBE, dataset=DATASETS, method=probe_methods()),
         ckas=expand(CKA, dataset=DATASETS, method=SSL),
@@ -36,21 +18,12 @@ rule tables:
         "../scripts/tables.py"
 
 
-def figure_output(name, ext):
-    path = FIG.replace("{figure}", name) + f".{ext}"
-    if ext != "png":
-        return path
-    return report(path, caption=f"../report/fig_{name}.rst", category="{dataset}",
-                  subcategory=name.replace("_", " "), labels={"dataset": "{dataset}",
-                                                              "figure": name})
-
-
 rule figures:
     """Per-dataset figures: fine-tuning bars, CKA, layer probes, KS CDFs, loss curves."""
     input:
         tables=expand("results/tables/{table}.csv", table=TABLES),
         pretrain=expand(PRETRAIN_METRICS, method=SSL, allow_missing=True),
-        predictions=expand(FT + "/predictions.csv", method=METHODS, pct=PCTS, seed=SEEDS[0],
+        predictions=expand(f"{FT}/predictions.csv", method=METHODS, pct=PCTS, seed=SEEDS[0],
                            allow_missing=True),
     output:
         **{f"{f}_{e}": figure_output(f, e) for f in FIGURES for e in ("png", "pdf")},
@@ -59,7 +32,7 @@ rule figures:
         runs=[(m, float(p)) for m in METHODS for p in PCTS],
         code=code("figures.py"),
     log:
-        D + "/logs/figures.log",
+        f"{D}/logs/figures.log",
     conda:
         ENV
     script:

@@ -1,9 +1,11 @@
 """Feature reuse: CKA between the pretrained encoder and each fine-tuned model."""
 
 from ilmoco.feature_reuse import run_cka
+from ilmoco.gpus import claim_gpus
 from ilmoco.runlog import job_log
 
 with job_log(snakemake.log[0], threads=snakemake.threads):
+    claim_gpus(int(snakemake.resources.get("gpu", 0)))
     run_cka(
         dataset=snakemake.wildcards.dataset, method=snakemake.wildcards.method,
         pretrained_features=snakemake.input.features,

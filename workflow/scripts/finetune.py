@@ -2,10 +2,12 @@
 
 from ilmoco.datasets import DatasetMeta
 from ilmoco.finetune import FinetuneJob, run
+from ilmoco.gpus import claim_gpus
 from ilmoco.io import read_json
 from ilmoco.runlog import job_log
 
 with job_log(snakemake.log[0], threads=snakemake.threads):
+    claim_gpus(int(snakemake.resources.get("gpu", 0)))
     w, out = snakemake.wildcards, snakemake.output
     run(FinetuneJob(
         dataset=w.dataset, method=w.method, pct=float(w.pct), seed=int(w.seed),

@@ -17,9 +17,9 @@ def snakemake(*args, workdir=None, configfiles=(SMOKE,), env=None, check=True, t
            "--cores", "2"]
     if workdir is not None:
         cmd += ["--directory", str(workdir)]
+    cmd += list(args)  # before --configfile, which would swallow positional targets
     if configfiles:
         cmd += ["--configfile", *map(str, configfiles)]
-    cmd += list(args)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
                        cwd=workdir or ROOT)
