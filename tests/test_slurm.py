@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,14 @@ def test_profile_dry_run_and_lint_without_a_cluster():
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    state = tmp_path_factory.mktemp("slurm")
+def cluster():
+    # slurmctld runs as user `slurm`: its state must not sit in pytest's private (0700) tmp
+    state = Path(tempfile.mkdtemp(prefix="ilmoco-slurm-", dir="/tmp"))
+    state.chmod(0o755)
     r = subprocess.run([str(HERE / "start.sh"), str(state)], capture_output=True, text=True,
                        timeout=300)
+    if r.returncode != 0:
+        subprocess.run([str(HERE / "stop.sh"), str(state)], timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     pids = {p.stem: int(p.read_text()) for p in state.glob("*.pid") if p.stem in
             ("slurmctld", "slurmd", "munged")}
@@ -45,6 +50,7 @@ def cluster(tmp_path_factory):
     subprocess.run([str(HERE / "stop.sh"), str(state)], timeout=60)
     for name, pid in pids.items():  # stopped exactly what we started
         assert not Path(f"/proc/{pid}").exists(), f"{name} ({pid}) still running"
+    shutil.rmtree(state, ignore_errors=True)
 
 
 def ci_profile(base: Path, out: Path, logdir: Path) -> Path:
@@ -74,14 +80,19 @@ def test_smoke_dag_through_slurm(cluster, smoke_run, tmp_path):
     work.mkdir()
     logdir = work / "logs" / "slurm"
     prof = ci_profile(ROOT / "profiles/slurm", tmp_path / "profile", logdir)
-    args = ("--workflow-profile", str(prof), "--config", "use_datasets=[idc_synth]")
-    r = snakemake(*args, workdir=work, env=cluster, timeout=600)
+    # The smoke DAG of one dataset and one method: every stage from the raw layout to KS on
+    # a short critical path (SLURM status polling costs ~10 s per stage), within the CI
+    # budget; the cross-dataset report rules are CPU-only and tested locally.
+    args = ("--workflow-profile", str(prof), "--config", "use_datasets=[idc_synth]",
+            "methods=[moco_mse]")
+    targets = ["results/idc_synth/analysis/ks.csv", "results/idc_synth/analysis/cka_moco_mse.csv",
+               "results/idc_synth/probe/moco_mse/probe.csv"]
+    r = snakemake(*targets, *args, workdir=work, env=cluster, timeout=600)
     text = r.stdout + r.stderr
     submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text))
     jobs = {jid: rule for rule, jid in re.findall(r"rule (\w+):\n(?:.*\n)*?\s+jobid: (\d+)",
                                                  text)}
-    ran = {jid: rule for jid, rule in jobs.items() if rule != "all"}
-    assert ran and set(ran) <= set(submitted), "every job must be a SLURM job"
+    assert len(jobs) == 11 and set(jobs) == set(submitted), "every job must be a SLURM job"
     # every job left its log in the SLURM log directory
     logs = list(logdir.rglob("*.log"))
     for jid, slurm_id in submitted.items():
@@ -94,13 +105,13 @@ def test_smoke_dag_through_slurm(cluster, smoke_run, tmp_path):
     # the same bytes as the local run
     for rel in ["results/idc_synth/data/split.csv"] + [
             f"results/idc_synth/finetune/{m}/labeled_{p}/seed0/metrics.json"
-            for m in ("supervised", "moco", "moco_mse", "moco_bt") for p in ("6", "100")]:
+            for m in ("moco_mse",) for p in ("6", "100")]:
         assert (work / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
 
     # a job that fails (NaN loss) is reported as failed, not waited on forever
     bad = tmp_path / "nan.yaml"
     bad.write_text("pretrain: {optimizer: {lr: 1.0e+30}}\n")
-    r = snakemake(*args, "results/idc_synth/pretrain/moco/encoder.pt", workdir=work,
+    r = snakemake("results/idc_synth/pretrain/moco_mse/encoder.pt", *args, workdir=work,
                   env=cluster, configfiles=(SMOKE, bad), check=False, timeout=300)
     assert r.returncode != 0
     assert "Error in rule pretrain" in r.stdout + r.stderr

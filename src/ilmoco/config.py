@@ -21,6 +21,15 @@ METHOD_NAMES = {"supervised": "Supervised", "moco": "MoCo", "moco_mse": "MoCo+MS
 SSL_METHODS = ("moco", "moco_mse", "moco_bt")
 
 
+def pct_name(pct: float) -> str:
+    """1 -> '1', 6.0 -> '6', 0.5 -> '0.5' (the suffix of ``labeled_<pct>``)."""
+    return f"{float(pct):g}"
+
+
+def fraction_column(pct: float) -> str:
+    return f"labeled_{pct_name(pct)}"
+
+
 def dataset_settings(config: dict, name: str) -> dict:
     ds = dict(config["datasets"][name])
     fmt = ds["format"]

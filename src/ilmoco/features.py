@@ -15,9 +15,9 @@ from torch import nn
 
 from ilmoco.backbone import BLOCKS, Backbone, pooled_blocks
 from ilmoco.cache import ImageCache
+from ilmoco.config import fraction_column
 from ilmoco.engine import autocast, resolve_device
 from ilmoco.io import InputError, atomic_path, torch_load
-from ilmoco.split import fraction_column
 
 
 @torch.inference_mode()

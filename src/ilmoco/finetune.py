@@ -20,7 +20,7 @@ from torch import nn
 from ilmoco.augment import GpuAugment, preset
 from ilmoco.backbone import Backbone
 from ilmoco.cache import ImageCache
-from ilmoco.config import git_revision
+from ilmoco.config import fraction_column, git_revision
 from ilmoco.datasets.base import DatasetMeta, log
 from ilmoco.engine import (
     BatchSource,
@@ -35,7 +35,6 @@ from ilmoco.engine import (
 )
 from ilmoco.io import InputError, torch_load, torch_save, write_csv, write_json
 from ilmoco.predictions import write_predictions
-from ilmoco.split import fraction_column
 from ilmoco.stats import best_f1_threshold, bootstrap_ci, metric_fn
 from ilmoco.tasks import loss_fn, n_outputs, prediction_loss, probabilities, targets
 

@@ -18,7 +18,7 @@ from ilmoco.datasets.base import DatasetMeta
 from ilmoco.features import load_features
 from ilmoco.io import write_csv, write_json
 from ilmoco.stats import best_f1_threshold, bootstrap_ci, metric_fn
-from ilmoco.tasks import loss_fn, n_outputs, probabilities, targets
+from ilmoco.tasks import loss_fn, n_outputs, prediction_loss, probabilities, targets
 
 
 def fit_linear(x_tr, y_tr, x_va, y_va, task: str, n_out: int, metric: str, cfg: dict,
@@ -46,9 +46,10 @@ def fit_linear(x_tr, y_tr, x_va, y_va, task: str, n_out: int, metric: str, cfg: 
             loss.backward()
             opt.step()
         with torch.no_grad():
-            score = float(score_fn(y_va, probabilities(head(xv), task).numpy())[0])
-        if not np.isfinite(score):
-            score = -float(loss)
+            p_va = probabilities(head(xv), task).numpy()
+        score = float(score_fn(y_va, p_va)[0])
+        if not np.isfinite(score):  # e.g. validation lacks a class: fall back on val loss
+            score = -prediction_loss(y_va, p_va, task)
         if score > best:
             best, best_epoch, bad = score, epoch, 0
             best_state = {k: v.clone() for k, v in head.state_dict().items()}

@@ -91,7 +91,7 @@ def _chest_image(rng, patient, labels: set, size: int) -> np.ndarray:
     def pick_lung():
         return lungs[int(rng.integers(2))]
 
-    for name in labels:
+    for name in (n for n in NIH_LABELS if n in labels):  # fixed order: draws are seeded
         lx, lung = pick_lung()
         if name == "Atelectasis":
             y = (36 + rng.uniform(-3, 4)) * s

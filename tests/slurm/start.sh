@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Start a real single-node SLURM (munge, slurmctld, slurmd from Debian's packages) with one
-# fake `gpu` gres, entirely under STATE_DIR (SLURM_CONF points there; /etc/slurm is not
-# touched). Installs the packages with apt-get when missing (needs root). Writes the PIDs of
-# the daemons it started to STATE_DIR/*.pid so stop.sh stops exactly those.
+# fake `gpu` gres (two devices); state, logs and config live under STATE_DIR. Snakemake's jobstep plugin
+# strips SLURM_CONF before its nested srun, so the config is also linked at /etc/slurm (an
+# existing file is moved aside to STATE_DIR/etc-backup and restored by stop.sh). Installs the
+# packages with apt-get when missing (needs root). Writes the PIDs of the daemons it started
+# to STATE_DIR/*.pid so stop.sh stops exactly those.
 #   tests/slurm/start.sh STATE_DIR        then: export SLURM_CONF=STATE_DIR/slurm.conf
 set -euo pipefail
 STATE=$(realpath -m "${1:?usage: start.sh STATE_DIR}")
 mkdir -p "$STATE"
+# slurmctld runs as user slurm and must reach its state directory
+if ! runuser -u slurm -- test -x "$STATE" 2>/dev/null && id slurm >/dev/null 2>&1; then
+  echo "$STATE is not reachable by user slurm (a 0700 parent?); use e.g. /tmp/xyz" >&2
+  exit 1
+fi
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null \
    || ! command -v munged >/dev/null || ! command -v sbatch >/dev/null; then
@@ -56,14 +63,19 @@ SlurmdPidFile=$STATE/slurmd.daemon.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
 GresTypes=gpu
-NodeName=$NODE CPUs=$CPUS RealMemory=$MEM Gres=gpu:1 State=UNKNOWN
+NodeName=$NODE CPUs=$CPUS RealMemory=$MEM Gres=gpu:2 State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF
 cat > "$STATE/gres.conf" <<CONF
 AutoDetect=off
-NodeName=$NODE Name=gpu File=/dev/null
+NodeName=$NODE Name=gpu File=/dev/null,/dev/zero
 CONF
 chmod 644 "$STATE/slurm.conf" "$STATE/gres.conf"
+mkdir -p /etc/slurm "$STATE/etc-backup"
+for f in slurm.conf gres.conf; do
+  if [ -e "/etc/slurm/$f" ] || [ -L "/etc/slurm/$f" ]; then mv "/etc/slurm/$f" "$STATE/etc-backup/$f"; fi
+  ln -s "$STATE/$f" "/etc/slurm/$f"
+done
 export SLURM_CONF="$STATE/slurm.conf"
 
 setsid /usr/sbin/slurmctld -D -f "$SLURM_CONF" > "$STATE/log/slurmctld.out" 2>&1 &
@@ -72,13 +84,19 @@ setsid /usr/sbin/slurmd -D -f "$SLURM_CONF" > "$STATE/log/slurmd.out" 2>&1 &
 echo $! > "$STATE/slurmd.pid"
 
 for _ in $(seq 150); do
+  for d in slurmctld slurmd; do
+    if ! kill -0 "$(cat "$STATE/$d.pid")" 2>/dev/null; then
+      echo "$d exited:" >&2; tail -n 5 "$STATE/log/$d.out" "$STATE/log/$d.log" >&2 || true
+      exit 1
+    fi
+  done
   state=$(sinfo -h -N -o %T 2>/dev/null | head -1 || true)
   case "$state" in
-    idle*) echo "slurm up: $NODE, $CPUS cpus, 1 fake gpu"; exit 0 ;;
+    idle*) echo "slurm up: $NODE, $CPUS cpus, 2 fake gpus"; exit 0 ;;
     drain*|inval*|down*) scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true ;;
   esac
   sleep 0.2
 done
 echo "slurm did not come up; see $STATE/log" >&2
-tail -20 "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log" >&2 || true
+tail -n 20 "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log" >&2 || true
 exit 1

@@ -10,7 +10,7 @@ if str(REPO / "src") not in sys.path:  # works without `pip install -e .` too
 
 from ilmoco.codehash import code_hash  # noqa: E402
 from ilmoco.config import SSL_METHODS, dataset_settings  # noqa: E402
-from ilmoco.split import pct_name  # noqa: E402
+from ilmoco.config import pct_name  # noqa: E402
 
 
 def config_error(where, message):
