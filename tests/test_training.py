@@ -106,6 +106,17 @@ def test_nan_loss_stops_with_the_step(data, tmp_path):
     assert torch.isfinite(w).all()  # stopped before the bad step's update
 
 
+def test_small_labelled_sets_are_cycled_to_the_minimum_steps():
+    src = engine.BatchSource(np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1), 4, 0,
+                             torch.device("cpu"), min_steps=5)
+    assert src.steps_per_epoch == 5
+    seen = np.concatenate([src.indices(0, s) for s in range(5)])
+    assert len(seen) == 20 and set(seen) == set(range(6))
+    assert set(np.bincount(seen)) <= {3, 4}  # whole passes over the set, then a partial one
+    assert engine.BatchSource(np.zeros((40, 1, 1, 1), np.uint8), 4, 0,
+                              torch.device("cpu"), min_steps=5).steps_per_epoch == 10
+
+
 def finetune_job(paths, meta, out, encoder=None, method="supervised", **cfg):
     out.mkdir(parents=True, exist_ok=True)
     return finetune.FinetuneJob(

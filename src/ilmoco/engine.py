@@ -128,8 +128,9 @@ class BatchSource:
 
     def __init__(self, images: np.ndarray, batch_size: int, seed: int, device: torch.device,
                  placement: str = "auto", labels: np.ndarray | None = None,
-                 rows: np.ndarray | None = None):
-        """``rows`` selects the samples from ``images`` (e.g. a memmap of the whole cache)."""
+                 rows: np.ndarray | None = None, min_steps: int = 1):
+        """``rows`` selects the samples from ``images`` (e.g. a memmap of the whole cache);
+        an epoch has at least ``min_steps`` steps (a small labelled set is cycled)."""
         rows = np.arange(len(images)) if rows is None else np.asarray(rows)
         self.rows = rows
         self.n = len(rows)
@@ -140,7 +141,7 @@ class BatchSource:
             raise ValueError(f"batch size {batch_size} not divisible by {self.world} ranks")
         self.batch_size, self.local = batch_size, batch_size // self.world
         self.seed, self.device = seed, device
-        self.steps_per_epoch = max(1, self.n // batch_size)
+        self.steps_per_epoch = max(1, min_steps, self.n // batch_size)
         self._perm_epoch, self._perm = None, None
         self.labels = None if labels is None else torch.as_tensor(labels)
         nbytes = self.n * int(np.prod(images.shape[1:]))

@@ -152,7 +152,8 @@ def run(job: FinetuneJob) -> dict:
     aug = GpuAugment(preset(job.augment, "finetune", cfg["augment_overrides"]), cache.size) \
         if cfg["augment"] else None
     source = BatchSource(cache.images, cfg["batch_size"], seed, device, cfg["data_placement"],
-                         labels=targets(train, meta), rows=cache.rows(train["image_id"]))
+                         labels=targets(train, meta), rows=cache.rows(train["image_id"]),
+                         min_steps=cfg["min_steps_per_epoch"])
     val_images, y_val = cache.load(val["image_id"]), targets(val, meta)
     epochs, spe = cfg["epochs"], source.steps_per_epoch
     opt = cfg["optimizer"]
