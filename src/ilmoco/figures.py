@@ -144,8 +144,11 @@ def ks_cdfs(curves: dict, ks: pd.DataFrame, dataset: str, out_png, out_pdf=None)
     save(fig, out_png, out_pdf)
 
 
-def pretrain_curves(curves: dict, dataset: str, out_png, out_pdf=None) -> None:
-    """Pretraining loss per method: InfoNCE and each intermediate term (log scale)."""
+def pretrain_curves(curves: dict, dataset: str, out_png, out_pdf=None,
+                    queue_size: int | None = None) -> None:
+    """Pretraining loss per method: InfoNCE and each intermediate term (log scale), with
+    InfoNCE's chance level ln(K + 1) for a queue of K keys (the loss first rises towards it
+    while the queue fills with real keys)."""
     methods = _methods(curves)
     fig, axes = plt.subplots(1, max(1, len(methods)), figsize=(3.3 * max(1, len(methods)), 3),
                              layout="constrained", squeeze=False)
@@ -156,6 +159,9 @@ def pretrain_curves(curves: dict, dataset: str, out_png, out_pdf=None) -> None:
         for color, t in zip(TERM_COLORS, terms):
             ax.plot(df["step"], df[t], color=color, lw=1.2,
                     label="InfoNCE" if t == "infonce" else t.replace("_", " "))
+        if queue_size:
+            ax.axhline(np.log(queue_size + 1), color="black", ls=":", lw=0.8,
+                       label=f"chance, ln({queue_size}+1)")
         ax.set_yscale("log")
         ax.set_xlabel("training step")
         ax.set_title(METHOD_NAMES[m], fontsize=9, color=METHOD_COLORS[m])

@@ -30,6 +30,7 @@ rule figures:
     params:
         ssl=SSL,
         runs=[(m, float(p)) for m in METHODS for p in PCTS],
+        queue_size=config["pretrain"]["moco"]["queue_size"],
         code=code("figures.py"),
     log:
         f"{D}/logs/figures.log",

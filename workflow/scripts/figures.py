@@ -18,4 +18,5 @@ with job_log(snakemake.log[0]):
     ks = tables["ks_distance"].rename(columns={"estimate": "ks"})
     figures.ks_cdfs(curves, ks, ds, out.ks_cdf_png, out.ks_cdf_pdf)
     losses = {m: pd.read_csv(p) for m, p in zip(snakemake.params.ssl, snakemake.input.pretrain)}
-    figures.pretrain_curves(losses, ds, out.pretrain_loss_png, out.pretrain_loss_pdf)
+    figures.pretrain_curves(losses, ds, out.pretrain_loss_png, out.pretrain_loss_pdf,
+                            queue_size=snakemake.params.queue_size)
