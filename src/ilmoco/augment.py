@@ -274,8 +274,3 @@ class GpuAugment:
             sig = d.uniform(spec.blur_sigma[0], spec.blur_sigma[1])
             x = blur(x, torch.where(on, sig, torch.zeros_like(sig)), self.ksize)
         return x
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """Evaluation transform: uint8 cache -> float [0, 1] (the cache is already resized)."""
-    return x.float().div_(255)

@@ -224,11 +224,3 @@ def run(job: FinetuneJob) -> dict:
     write_json(job.out_metrics, result)
     ckpt.remove()
     return result
-
-
-def load_finetuned(path) -> tuple[Classifier, dict]:
-    ckpt = torch_load(path)
-    meta = ckpt["meta"]
-    model = Classifier(Backbone(meta["arch"], meta["in_channels"]), meta["n_out"])
-    model.load_state_dict(ckpt["model"])
-    return model, meta
