@@ -23,8 +23,6 @@ from ilmoco.io import InputError
 SPLITS = ("train", "val", "test")
 
 
-
-
 def label_matrix(df: pd.DataFrame, meta: DatasetMeta) -> np.ndarray:
     """Binary (n, L) matrix used for stratification (multiclass labels one-hot encoded)."""
     if meta.task == "multiclass":

@@ -9,8 +9,7 @@ if str(REPO / "src") not in sys.path:  # works without `pip install -e .` too
     sys.path.insert(0, str(REPO / "src"))
 
 from ilmoco.codehash import code_hash  # noqa: E402
-from ilmoco.config import SSL_METHODS, dataset_settings  # noqa: E402
-from ilmoco.config import pct_name  # noqa: E402
+from ilmoco.config import SSL_METHODS, dataset_settings, pct_name  # noqa: E402
 
 
 def config_error(where, message):
@@ -141,15 +140,11 @@ def frozen_model(wildcards):
     if wildcards.method == "supervised":
         return (f"{FT}/model.pt").format(dataset=wildcards.dataset, method="supervised",
                                          pct="100", seed=SEEDS[0])
-    return ENCODER.format(dataset=wildcards.dataset, method=wildcards.method)
+    return encoder_input(wildcards)
 
 
 TABLES = ["finetune", "linear_probe", "layer_probe", "feature_reuse", "ks_distance"]
-
-
 FIGURES = ["finetune", "feature_reuse", "layer_probe", "ks_cdf", "pretrain_loss"]
-
-
 FIG = "results/figures/{dataset}/{figure}"
 
 
