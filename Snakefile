@@ -1,6 +1,7 @@
 # Intermediate Layers Matter in Momentum Contrastive Self-Supervised Learning (NeurIPS 2021)
-# as one workflow: data -> pretrain -> finetune -> probe / CKA / KS -> tables, figures, report.
-# `snakemake` runs the embedded default; add real data with --configfile (see README).
+# as one workflow: data -> pretrain -> finetune -> probe / CKA / KS / paired -> tables,
+# figures, report. `snakemake` runs the embedded demo (config.yaml); a run with --configfile
+# uses only the schema defaults and the files it names (see README).
 
 from pathlib import Path
 
@@ -9,8 +10,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-# The embedded default; merged under any --configfile (also when run with --directory).
-configfile: str(Path(workflow.basedir) / "config.yaml")
+# The embedded demo, only when the user names no config file: a real run never inherits
+# demo values (its values are the schema defaults plus the files it names).
+if not workflow.overwrite_configfiles:
+
+    configfile: str(Path(workflow.basedir) / "config.yaml")
 
 
 include: "workflow/rules/common.smk"

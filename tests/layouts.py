@@ -55,17 +55,27 @@ def write_idc(root: Path, patients: dict, mirror: bool = True, edge_width: int =
     return root
 
 
-def write_eyepacs(root: Path, levels: dict, sizes=((40, 30), (36, 52))):
-    """levels: '<patient>_<eye>' -> grade; JPEGs of varying sizes in train/."""
-    (root / "train").mkdir(parents=True, exist_ok=True)
+def write_eyepacs(root: Path, levels: dict, sizes=((40, 30), (36, 52)),
+                  test: dict | None = None):
+    """levels: '<patient>_<eye>' -> grade; JPEGs of varying sizes in train/ and
+    trainLabels.csv. ``test``: '<patient>_<eye>' -> (grade, Usage) for Kaggle's labelled test
+    half (test/ and retinopathy_solution.csv, columns image,level,Usage)."""
     rng = np.random.default_rng(2)
-    lines = ["image,level"]
-    for k, (name, level) in enumerate(levels.items()):
-        w, h = sizes[k % len(sizes)]
-        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        Image.fromarray(arr, "RGB").save(root / "train" / f"{name}.jpeg", quality=95)
-        lines.append(f"{name},{level}")
-    (root / "trainLabels.csv").write_text("\n".join(lines) + "\n")
+
+    def half(folder, rows, header, csv):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        lines = [header]
+        for k, (name, value) in enumerate(rows.items()):
+            w, h = sizes[k % len(sizes)]
+            arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            Image.fromarray(arr, "RGB").save(root / folder / f"{name}.jpeg", quality=95)
+            lines.append(",".join([name, *map(str, value if isinstance(value, tuple)
+                                              else (value,))]))
+        (root / csv).write_text("\n".join(lines) + "\n")
+
+    half("train", levels, "image,level", "trainLabels.csv")
+    if test is not None:
+        half("test", test, "image,level,Usage", "retinopathy_solution.csv")
     return root
 
 

@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "config.yaml"
 SMOKE = ROOT / "config" / "smoke.yaml"
+SMOKE_CONFIG = (DEMO, SMOKE)  # the smoke run is layered over the demo, as the user would
 
 
-def snakemake(*args, workdir=None, configfiles=(SMOKE,), env=None, check=True, timeout=1500):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-           "--cores", "2"]
+def snakemake(*args, workdir=None, configfiles=SMOKE_CONFIG, env=None, check=True,
+              timeout=1500, snakefile=ROOT / "Snakefile"):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--cores", "2"]
     if workdir is not None:
         cmd += ["--directory", str(workdir)]
     cmd += list(args)  # before --configfile, which would swallow positional targets

@@ -6,7 +6,7 @@ import torchvision.transforms.v2.functional as TF
 
 from ilmoco.augment import (
     AugmentSpec,
-    GpuAugment,
+    BatchAugment,
     adjust_brightness,
     adjust_contrast,
     adjust_hue,
@@ -60,15 +60,15 @@ def test_blur_equals_torchvision_per_image():
 
 def test_identity_spec_is_exact():
     x = (images() * 255).round().to(torch.uint8)
-    out = GpuAugment(AugmentSpec(), 24)(x, torch.Generator().manual_seed(0))
+    out = BatchAugment(AugmentSpec(), 24)(x, torch.Generator().manual_seed(0))
     assert torch.equal(out, x.float() / 255)
 
 
 def test_flips_equal_torch_flip():
     x = images()
     g = torch.Generator().manual_seed(0)
-    h = GpuAugment(AugmentSpec(hflip=1.0), 24)(x, g)
-    v = GpuAugment(AugmentSpec(vflip=1.0), 24)(x, g)
+    h = BatchAugment(AugmentSpec(hflip=1.0), 24)(x, g)
+    v = BatchAugment(AugmentSpec(vflip=1.0), 24)(x, g)
     assert torch.allclose(h, torch.flip(x, dims=[3]), atol=1e-5)
     assert torch.allclose(v, torch.flip(x, dims=[2]), atol=1e-5)
 
@@ -84,7 +84,7 @@ def test_rotation_matches_torchvision_rotate():
     g = torch.Generator().manual_seed(7)
     theta = affine_matrices(spec, Draws(g, 3, x.device))
     angles = [math.degrees(math.atan2(float(t[1, 0]), float(t[0, 0]))) for t in theta]
-    out = GpuAugment(spec, 24)(x, torch.Generator().manual_seed(7))
+    out = BatchAugment(spec, 24)(x, torch.Generator().manual_seed(7))
     for i, a in enumerate(angles):
         ref = TF.rotate(x[i], a, interpolation=TF.InterpolationMode.BILINEAR)
         inner = (slice(None), slice(6, 18), slice(6, 18))  # corners differ only by fill
@@ -104,7 +104,7 @@ def test_crop_of_a_quadrant_is_exact():
 def test_per_sample_parameters_differ_across_the_batch():
     x = (images(n=1) * 255).to(torch.uint8).repeat(16, 1, 1, 1)  # 16 copies of one image
     for name in ("chest", "histo", "retina"):
-        out = GpuAugment(preset(name, "ssl"), 24)(x, torch.Generator().manual_seed(0))
+        out = BatchAugment(preset(name, "ssl"), 24)(x, torch.Generator().manual_seed(0))
         flat = out.flatten(1)
         distinct = torch.cdist(flat, flat)[~torch.eye(16, dtype=torch.bool)]
         assert (distinct > 1e-3).float().mean() > 0.95, name  # torchvision would give 0
@@ -113,7 +113,7 @@ def test_per_sample_parameters_differ_across_the_batch():
 
 def test_two_views_differ_and_are_reproducible():
     x = (images(n=4) * 255).to(torch.uint8)
-    aug = GpuAugment(preset("histo", "ssl"), 24)
+    aug = BatchAugment(preset("histo", "ssl"), 24)
     g = torch.Generator().manual_seed(5)
     v1, v2 = aug(x, g), aug(x, g)
     assert not torch.allclose(v1, v2)
@@ -123,7 +123,7 @@ def test_two_views_differ_and_are_reproducible():
 
 def test_rank_slice_equals_single_process_draws():
     x = (images(n=8) * 255).to(torch.uint8)
-    aug = GpuAugment(preset("histo", "finetune"), 24)
+    aug = BatchAugment(preset("histo", "finetune"), 24)
     full = aug(x, torch.Generator().manual_seed(9))
     part = aug(x[4:], torch.Generator().manual_seed(9), total=8, offset=4)
     assert torch.allclose(full[4:], part, atol=1e-6)
@@ -133,6 +133,6 @@ def test_output_size_and_overrides():
     x = (images(n=2, size=32) * 255).to(torch.uint8)
     spec = preset("histo", "ssl", {"blur_sigma": [0.1, 0.5], "crop_scale": [0.5, 1.0]})
     assert spec.blur_sigma == (0.1, 0.5) and spec.crop_scale == (0.5, 1.0)
-    assert GpuAugment(spec, 16)(x, torch.Generator()).shape == (2, 3, 16, 16)
+    assert BatchAugment(spec, 16)(x, torch.Generator()).shape == (2, 3, 16, 16)
     with pytest.raises(KeyError, match="unknown augmentation key"):
         preset("histo", "ssl", {"blurr": 1})

@@ -6,7 +6,7 @@ from layouts import nih_rows, write_eyepacs, write_idc, write_nih
 from PIL import Image
 
 from ilmoco.cache import ImageCache, build_cache, load_image
-from ilmoco.datasets import read_manifest
+from ilmoco.datasets.readers import read_manifest
 from ilmoco.io import InputError
 
 
@@ -92,3 +92,46 @@ def test_disk_check(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10, 10, 1000))
     with pytest.raises(InputError, match=r"needs .* GiB but only .* GiB is free"):
         build(tmp_path, "eyepacs_dr", root)
+
+
+def draw_fundus(w=120, h=90, cx=64, cy=44, r=38):
+    """A retinal photograph as the camera gives it: a bright disc with texture on black,
+    off-centre, cut at the top and bottom."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    rng = np.random.default_rng(0)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[disc] = (rng.integers(120, 200, (int(disc.sum()), 3))).astype(np.uint8)
+    img += (rng.integers(0, 6, img.shape)).astype(np.uint8)  # sensor noise on the black
+    return Image.fromarray(img, "RGB"), (cx - r, max(0, cy - r), cx + r + 1, min(h, cy + r + 1))
+
+
+def test_fundus_crop_finds_the_disc_and_keeps_it_whole():
+    from ilmoco.cache import crop_fundus, fundus_box
+
+    img, expected = draw_fundus()
+    box = fundus_box(img)
+    assert all(abs(a - b) <= 2 for a, b in zip(box, expected)), (box, expected)
+    square = crop_fundus(img)
+    assert square.width == square.height == box[2] - box[0]
+    arr = np.asarray(square)
+    # the disc fills the square left to right; the padding above and below is black
+    assert arr[arr.shape[0] // 2, 2].mean() > 60 and arr[arr.shape[0] // 2, -3].mean() > 60
+    assert arr[0].mean() < 10 and arr[-1].mean() < 10
+
+
+def test_fundus_crop_in_the_cache(tmp_path):
+    img, _ = draw_fundus(w=160, h=100, cx=40, cy=50, r=45)
+    root = write_eyepacs(tmp_path / "dr", {"1_left": 0})
+    img.save(root / "train" / "1_left.jpeg", quality=95)
+    df, meta = read_manifest("eyepacs_dr", root)
+    plain, cropped = tmp_path / "plain", tmp_path / "cropped"
+    for out, crop in ((plain, False), (cropped, True)):
+        build_cache(df, meta, root, out / "images.npy", out / "index.csv", size=32,
+                    progress=False, fundus_crop=crop)
+    a = ImageCache(plain / "images.npy", plain / "index.csv").images[0]
+    b = ImageCache(cropped / "images.npy", cropped / "index.csv").images[0]
+    # the plain centre crop cuts the off-centre disc; the fundus crop keeps all of it
+    left_b, right_b = b[:, 16, 1].mean(), b[:, 16, -2].mean()
+    assert left_b > 60 and right_b > 60
+    assert a[:, 16, -2].mean() < 20  # right edge of the plain crop is background

@@ -6,16 +6,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ilmoco.backbone import Backbone
-from ilmoco.moco import MoCo, MoCoConfig, SplitBatchNorm, momentum_at
+from ilmoco.backbone import Backbone, SplitBatchNorm
+from ilmoco.moco import MoCo
+from ilmoco.momentum import momentum_at
+from ilmoco.settings import MoCoSettings, TermSpec
+
+TERMS = {"moco": "none", "moco_mse": "mse", "moco_bt": "bt"}
 
 
-def tiny(method="moco", **kw):
-    base = dict(method=method, arch="resnet18", in_channels=1, dim=16, queue_size=10,
-                momentum=0.9, bn="global", mse_pool=[2, 2, 1, 1], bt_projector=[8, 8, 8])
-    base.update(kw)
+def term(kind="none", weights=(0.25,) * 4, pool=(2, 2, 1, 1), projector=(8, 8, 8)):
+    return TermSpec(kind, tuple(weights) if kind != "none" else (0.0,) * 4, tuple(pool),
+                    tuple(projector), 5e-5, 5e-5, 1 / 32)
+
+
+def tiny(method="moco", in_channels=1, **kw):
+    moco = dict(dim=16, queue_size=10, momentum=0.9, momentum_schedule="constant",
+                temperature=0.2, head="mlp", bn="global", bn_splits=8)
+    moco.update(kw)
     torch.manual_seed(0)
-    return MoCo(MoCoConfig(**base))
+    return MoCo("resnet18", in_channels, True, MoCoSettings(**moco), term(TERMS[method]))
 
 
 @pytest.mark.parametrize("arch,dims", [("resnet18", (64, 128, 256, 512)),
@@ -121,20 +130,20 @@ def test_only_query_side_learns():
     loss.backward()
     assert all(p.grad is None for p in model.encoder_k.parameters())
     assert any(p.grad is not None for p in model.encoder_q.parameters())
-    assert all(p.grad is not None for p in model.projectors.parameters())
+    assert all(p.grad is not None for p in model.term.projectors.parameters())
 
 
 @pytest.mark.parametrize("method", ["moco", "moco_mse", "moco_bt"])
 def test_moco_training_lowers_loss_on_a_tiny_batch(method):
     """20 steps on two augmented views of one tiny batch lower its total loss (measured
     against the same queue snapshot, so only the encoders changed)."""
-    from ilmoco.augment import GpuAugment, preset
+    from ilmoco.augment import BatchAugment, preset
 
     model = tiny(method, queue_size=32, momentum=0.99)
     opt = torch.optim.SGD(model.trainable_modules().parameters(), lr=0.05, momentum=0.9)
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (8, 1, 32, 32), generator=g, dtype=torch.uint8)
-    aug = GpuAugment(preset("histo", "ssl"), 32)
+    aug = BatchAugment(preset("histo", "ssl"), 32)
     x1, x2 = aug(x, g), aug(x, g)
     queue = model.queue.clone()
 

@@ -4,14 +4,19 @@ computed in fp32 inside the autocast region."""
 import pytest
 import torch
 
-from ilmoco.moco import MoCo, MoCoConfig
+from test_moco import TERMS, term
+
+from ilmoco.moco import MoCo
+from ilmoco.settings import MoCoSettings
 
 
 @pytest.mark.parametrize("method", ["moco", "moco_mse", "moco_bt"])
 def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(method):
     torch.manual_seed(0)
-    model = MoCo(MoCoConfig(method=method, in_channels=3, dim=32, queue_size=64,
-                            bn="global", mse_pool=[4, 4, 2, 1], bt_projector=[64, 64, 64]))
+    moco = MoCoSettings(dim=32, queue_size=64, momentum=0.999, momentum_schedule="constant",
+                        temperature=0.2, head="mlp", bn="global", bn_splits=8)
+    model = MoCo("resnet18", 3, True, moco,
+                 term(TERMS[method], pool=(4, 4, 2, 1), projector=(64, 64, 64)))
     model.train()
     g = torch.Generator().manual_seed(1)
     x1 = torch.rand(16, 3, 64, 64, generator=g)

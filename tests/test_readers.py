@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from layouts import nih_rows, write_eyepacs, write_idc, write_medmnist, write_nih
 
-from ilmoco.datasets import detect_format, read_manifest
+from ilmoco.datasets.readers import detect_format, read_manifest
 from ilmoco.datasets.nih import NIH_LABELS
 from ilmoco.io import InputError
 
@@ -118,6 +118,41 @@ def test_eyepacs_referable_and_patients(tmp_path):
     assert df["patient_id"].tolist() == ["10", "10", "13", "13"]
     assert df["path"].tolist()[0] == "train/10_left.jpeg"
     assert meta.task == "binary" and meta.label_columns == ["referable"]
+
+
+def test_eyepacs_reads_both_halves(tmp_path):
+    write_eyepacs(tmp_path, {"10_left": 0, "10_right": 2, "13_left": 1, "13_right": 1},
+                  test={"1_left": (3, "Public"), "1_right": (0, "Public"),
+                        "4_left": (2, "Private"), "4_right": (1, "Private"),
+                        "7_left": (0, "Private"), "7_right": (4, "Public")})
+    df, meta = read_manifest("eyepacs_dr", tmp_path)
+    assert len(df) == 10 and df["half"].value_counts().to_dict() == {"test": 6, "train": 4}
+    test = df[df["half"] == "test"].set_index("image_id")
+    assert test["level"].to_dict() == {"1_left": 3, "1_right": 0, "4_left": 2, "4_right": 1,
+                                       "7_left": 0, "7_right": 4}
+    assert test.loc["4_left", "usage"] == "Private" and test.loc["1_left", "referable"] == 1
+    assert test.loc["7_right", "path"] == "test/7_right.jpeg"
+    assert set(df.loc[df["half"] == "train", "usage"]) == {"Train"}
+    halves = df.groupby("half")["patient_id"].apply(set)
+    assert not halves["train"] & halves["test"]  # disjoint patients
+    assert {"half", "usage", "level"} <= set(meta.aux_columns)
+    only_train, _ = read_manifest("eyepacs_dr", tmp_path, halves=["train"])
+    assert len(only_train) == 4 and set(only_train["half"]) == {"train"}
+    only_test, _ = read_manifest("eyepacs_dr", tmp_path, halves=["test"])
+    assert len(only_test) == 6
+
+
+def test_eyepacs_halves_errors(tmp_path):
+    write_eyepacs(tmp_path, {"10_left": 0, "10_right": 2})
+    with pytest.raises(InputError, match=r"halves \['test'\] requested but "
+                                         r"\['retinopathy_solution.csv'\] not found"):
+        read_manifest("eyepacs_dr", tmp_path, halves=["test"])
+    write_eyepacs(tmp_path, {"10_left": 0, "10_right": 2}, test={"10_left": (1, "Public")})
+    with pytest.raises(InputError, match="appear in both the train and the test half"):
+        read_manifest("eyepacs_dr", tmp_path)
+    write_eyepacs(tmp_path / "u", {"2_left": 0}, test={"3_left": (1, "Hidden")})
+    with pytest.raises(InputError, match="Usage 'Hidden' is neither Public nor Private"):
+        read_manifest("eyepacs_dr", tmp_path / "u")
 
 
 def test_eyepacs_bad_level_and_missing(tmp_path):

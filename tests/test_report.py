@@ -1,5 +1,6 @@
-"""Tables and figures rendered from small synthetic result files: values, bolding, CI
-formatting, seed aggregation, consistent method colours."""
+"""Tables and figures rendered from small synthetic result files: values, the rules for
+marking a best value, interval formatting, seed aggregation, and the figure rules (values
+with intervals never clipped, a chance line, display names, readable fonts, fixed colours)."""
 
 import json
 
@@ -11,11 +12,15 @@ from scipy import stats
 
 from ilmoco import figures, tables
 from ilmoco.io import write_csv
+from ilmoco.registry import TABLES
 
 METHODS = ["supervised", "moco", "moco_mse", "moco_bt"]
+ORDER = METHODS + ["random_init"]
+DISPLAY = {"supervised": "Supervised", "moco": "MoCo", "moco_mse": "MoCo+MSE",
+           "moco_bt": "MoCo+BT", "random_init": "Random init"}
 
 
-def write_finetune(tmp_path, values: dict, seeds=(0,)):
+def write_finetune(tmp_path, values: dict, seeds=(0,), half_width=(0.02, 0.03)):
     """values: (dataset, method, fraction) -> estimate (seed s adds s/100)."""
     files = []
     for (ds, m, f), v in values.items():
@@ -24,36 +29,71 @@ def write_finetune(tmp_path, values: dict, seeds=(0,)):
             p = tmp_path / f"{ds}_{m}_{f}_{s}.json"
             p.write_text(json.dumps({"dataset": ds, "method": m, "fraction": f, "seed": s,
                                      "metric": "macro_auc", "estimate": est,
-                                     "ci_low": est - 0.02, "ci_high": est + 0.03}))
+                                     "ci_low": est - half_width[0],
+                                     "ci_high": est + half_width[1],
+                                     "last_epoch": {"estimate": est - 0.01}}))
             files.append(p)
     return files
 
 
-def test_finetune_table_values_bold_and_ci(tmp_path):
+def build(tmp_path, files, **kw):
+    out = tmp_path / "tables"
+    res = tables.build_all(finetune_metrics=files, probes=[], ckas=[], kss=[], paireds=[],
+                           out_dir=out, order=ORDER, display=DISPLAY, **kw)
+    return out, res
+
+
+def test_finetune_table_values_and_interval_cells(tmp_path):
     vals = {("nih", m, f): 0.6 + 0.01 * i + (0.1 if f == 100 else 0)
             for i, m in enumerate(METHODS) for f in (1, 100)}
-    vals[("nih", "moco_mse", 1)] = 0.70  # the best at 1 %
-    out = tmp_path / "tables"
-    res = tables.build_all(finetune_metrics=write_finetune(tmp_path, vals), probes=[],
-                           ckas=[], kss=[], out_dir=out)
+    vals[("nih", "moco_mse", 1)] = 0.70  # clearly the best at 1 %: intervals do not overlap
+    out, res = build(tmp_path, write_finetune(tmp_path, vals))
     tidy = pd.read_csv(out / "finetune.csv")
     assert len(tidy) == 8 and set(tidy.columns) >= {"dataset", "method", "fraction",
-                                                    "estimate", "ci_low", "ci_high", "n_seeds"}
+                                                    "estimate", "ci_low", "ci_high", "n_seeds",
+                                                    "estimate_last"}
     row = tidy[(tidy.method == "moco_mse") & (tidy.fraction == 1)].iloc[0]
     assert row.estimate == pytest.approx(0.70) and row.ci_low == pytest.approx(0.68)
     assert row.ci_high == pytest.approx(0.73) and row.n_seeds == 1
+    assert row.estimate_last == pytest.approx(0.69)
     md = (out / "finetune.md").read_text().splitlines()
+    assert md[0] == "**Fine-tuned test metric (x100) with 95 % CI, by label fraction**"
     head = next(ln for ln in md if ln.startswith("| dataset"))
     assert head.split("|")[4:8] == [" Supervised ", " MoCo ", " MoCo+MSE ", " MoCo+BT "]
     one = next(ln for ln in md if "| 1 % |" in ln)
     assert "**70.0 [68.0, 73.0]**" in one and one.count("**") == 2
     assert "60.0 [58.0, 63.0]" in one
     hundred = next(ln for ln in md if "| 100 % |" in ln)
-    assert "**73.0 [71.0, 76.0]**" in hundred  # moco_bt is best at 100 %
+    assert "**" not in hundred  # the best (73.0) overlaps the next (72.0): no mark
     tex = (out / "finetune.tex").read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"\textbf{70.0} {\scriptsize[68.0, 73.0]}" in tex
-    assert res["finetune"].equals(tables.finetune_table(write_finetune(tmp_path, vals)))
+
+
+def test_best_is_marked_only_for_a_unique_non_overlapping_best():
+    def row(ests, lows, highs):
+        return pd.DataFrame({"method": ["a", "b", "c"], "estimate": ests, "ci_low": lows,
+                             "ci_high": highs})
+
+    assert tables.best_marks(row([0.9, 0.7, 0.6], [0.85, 0.6, 0.5], [0.95, 0.8, 0.7]),
+                             "max") == {"a"}
+    assert tables.best_marks(row([0.9, 0.7, 0.6], [0.75, 0.6, 0.5], [0.95, 0.8, 0.7]),
+                             "max") == set()  # overlaps b
+    assert tables.best_marks(row([0.9, 0.9, 0.6], [0.85, 0.85, 0.5], [0.95, 0.95, 0.7]),
+                             "max") == set()  # tie
+    assert tables.best_marks(row([0.1, 0.3, 0.4], [np.nan] * 3, [np.nan] * 3),
+                             "min") == set()  # no intervals: cannot tell
+    assert tables.best_marks(row([0.1, 0.3, 0.4], [0.05, 0.25, 0.3], [0.15, 0.35, 0.5]),
+                             "min") == {"a"}
+    assert tables.best_marks(row([0.9, 0.7, 0.6], [0.85, 0.6, 0.5], [0.95, 0.8, 0.7]),
+                             None) == set()  # CKA, differences: "best" means nothing
+
+
+def test_caption_follows_the_configured_level(tmp_path):
+    out, _ = build(tmp_path, write_finetune(tmp_path, {("d", "moco", 1): 0.7}), level=0.9)
+    assert (out / "finetune.md").read_text().startswith(
+        "**Fine-tuned test metric (x100) with 90 % CI")
+    assert r"90 \% CI" in (out / "finetune.tex").read_text()
 
 
 def test_several_seeds_give_mean_and_t_interval(tmp_path):
@@ -67,41 +107,100 @@ def test_several_seeds_give_mean_and_t_interval(tmp_path):
     assert t.iloc[0]["n_seeds"] == 3
 
 
-def test_probe_cka_and_ks_tables(tmp_path):
-    probe_files = []
-    for m in ("moco", "moco_mse", "supervised"):
-        rows = [{"dataset": "idc", "method": m, "block": f"block{b}", "metric": "f1_macro",
-                 "estimate": 0.5 + 0.05 * b + (0.1 if m == "moco_mse" else 0),
-                 "ci_low": 0.4, "ci_high": 0.9} for b in range(1, 5)]
-        p = tmp_path / f"probe_{m}.csv"
-        write_csv(p, pd.DataFrame(rows))
-        probe_files.append(p)
-    linear, layer = tables.probe_tables(probe_files)
-    assert set(linear["method"]) == {"moco", "moco_mse", "supervised"}
-    assert linear.set_index("method").loc["moco_mse", "estimate"] == pytest.approx(0.8)
-    assert len(layer) == 12
+def write_probe(tmp_path, method, ests):
+    rows = [{"dataset": "idc", "method": method, "block": f"block{b}", "metric": "f1_macro",
+             "estimate": e, "ci_low": e - 0.01, "ci_high": e + 0.01}
+            for b, e in zip(range(1, 5), ests)]
+    p = tmp_path / f"probe_{method}.csv"
+    write_csv(p, pd.DataFrame(rows))
+    return p
+
+
+def test_probe_tables_with_random_init_and_the_papers_supervised_column(tmp_path):
+    files = [write_probe(tmp_path, "moco", [0.6, 0.65, 0.7, 0.75]),
+             write_probe(tmp_path, "moco_mse", [0.6, 0.66, 0.72, 0.85]),
+             write_probe(tmp_path, "random_init", [0.5, 0.5, 0.52, 0.55]),
+             write_probe(tmp_path, "supervised", [0.6, 0.6, 0.7, 0.9])]
+    linear, layer = tables.probe_tables(files)
+    assert set(linear["method"]) == {"moco", "moco_mse", "random_init", "supervised"}
+    assert linear.set_index("method").loc["moco_mse", "estimate"] == pytest.approx(0.85)
+    assert len(layer) == 16
+    ft = tables.finetune_table(write_finetune(tmp_path, {("idc", "supervised", 100): 0.83}))
+    ft["metric"] = "f1_macro"
+    linear2, _ = tables.probe_tables(files, ft, supervised_from_finetune=True)
+    sup = linear2.set_index("method").loc["supervised"]
+    assert sup["estimate"] == pytest.approx(0.83) and sup["ci_low"] == pytest.approx(0.81)
+
+
+def test_cka_and_ks_tables_mark_nothing(tmp_path):
     cka = tmp_path / "cka.csv"
     write_csv(cka, pd.DataFrame([{"dataset": "idc", "method": m, "fraction": 1.0, "seed": 0,
                                   "block": f"block{b}", "cka": 1 - 0.1 * b - d,
-                                  "ci_low": 0.1, "ci_high": 0.99}
-                                 for m, d in (("moco", 0.05), ("moco_mse", 0.0))
+                                  "ci_low": 1 - 0.1 * b - d - 0.01,
+                                  "ci_high": 1 - 0.1 * b - d + 0.01}
+                                 for m, d in (("moco", 0.3), ("moco_mse", 0.0))
                                  for b in range(1, 5)]))
     ft = tables.finetune_table(write_finetune(tmp_path, {("idc", "moco", 1): 0.7,
                                                          ("idc", "moco_mse", 1): 0.75}))
     reuse = tables.feature_reuse_table([cka], ft)
     r = reuse[(reuse.method == "moco_mse") & (reuse.block == "block1")].iloc[0]
     assert r.estimate == pytest.approx(0.9) and r.finetuned_metric == pytest.approx(0.75)
+    out = tmp_path / "t"
+    tables.render("feature_reuse", reuse, out, ORDER, DISPLAY)
+    first = (out / "feature_reuse.md").read_text().split("Fine-tuned metric")[0]
+    assert "**0.9" not in first  # higher CKA is not "better"
     ks = tmp_path / "ks.csv"
     write_csv(ks, pd.DataFrame([{"dataset": "idc", "method": m, "fraction": 1.0, "seed": 0,
                                  "reference": "moco_bt", "reference_rule": "configured",
                                  "ks": k, "pvalue": 0.01} for m, k in (("moco", 0.3),
                                                                        ("moco_mse", 0.2))]))
-    out = tmp_path / "t"
-    tables.render("ks_distance", tables.ks_table([ks]), out)
+    tables.render("ks_distance", tables.ks_table([ks]), out, ORDER, DISPLAY)
     line = next(ln for ln in (out / "ks_distance.md").read_text().splitlines()
                 if ln.startswith("| idc"))
-    assert "| moco_bt |" in line and "**0.200**" in line and "0.300" in line  # lower is better
+    assert "| moco_bt |" in line and "0.200" in line and "0.300" in line
+    assert "**" not in line  # no intervals: no claim about which is closest
 
+
+def test_paired_table_marks_intervals_that_exclude_zero(tmp_path):
+    p = tmp_path / "paired.csv"
+    write_csv(p, pd.DataFrame([
+        {"dataset": "d", "method": "moco_mse", "baseline": "moco", "fraction": 1.0, "seed": 0,
+         "metric": "macro_auc", "estimate": 0.03, "ci_low": 0.01, "ci_high": 0.05,
+         "p_better": 0.99},
+        {"dataset": "d", "method": "moco_bt", "baseline": "moco", "fraction": 1.0, "seed": 0,
+         "metric": "macro_auc", "estimate": 0.01, "ci_low": -0.02, "ci_high": 0.04,
+         "p_better": 0.7}]))
+    out = tmp_path / "t"
+    tables.render("paired_difference", tables.paired_table([p]), out, ORDER, DISPLAY)
+    line = next(ln for ln in (out / "paired_difference.md").read_text().splitlines()
+                if ln.startswith("| d |"))
+    assert "**+3.0 [1.0, 5.0]**" in line and "+1.0 [-2.0, 4.0]" in line
+    assert line.count("**") == 2
+
+
+def test_paper_comparison_on_a_real_dataset_and_nothing_on_synthetic(tmp_path):
+    vals = {("nih", "moco", 1): 0.60, ("nih", "moco_mse", 1): 0.614}
+    files = write_finetune(tmp_path, vals)
+    out, res = build(tmp_path, files, paper_datasets={"nih": "nih"})
+    cmp_ = pd.read_csv(out / "paper_comparison.csv")
+    moco = cmp_[(cmp_.method == "moco") & (cmp_.table == "finetune")].iloc[0]
+    assert moco.paper == pytest.approx(0.592) and moco.ours == pytest.approx(0.60)
+    assert moco.difference == pytest.approx(0.008) and bool(moco.paper_inside_ours)
+    assert moco.paper_low == pytest.approx(0.586)
+    assert "| nih | finetune | MoCo | 1 % |" in (out / "paper_comparison.md").read_text()
+    out2, _ = build(tmp_path / "s", files, paper_datasets={"nih": None})
+    assert "nothing to compare" in (out2 / "paper_comparison.md").read_text()
+    assert len(pd.read_csv(out2 / "paper_comparison.csv")) == 0
+
+
+def test_every_table_of_the_registry_is_rendered(tmp_path):
+    out, _ = build(tmp_path, write_finetune(tmp_path, {("d", "moco", 1): 0.7}))
+    for name in TABLES:
+        for ext in ("csv", "md", "tex"):
+            assert (out / f"{name}.{ext}").exists(), (name, ext)
+
+
+# ------------------------------------------------------------------ figure rules
 
 def capture(monkeypatch):
     figs = []
@@ -109,41 +208,109 @@ def capture(monkeypatch):
     return figs
 
 
-def test_finetune_figure_bars_whiskers_and_colours(monkeypatch):
+def assert_readable(fig):
+    for ax in fig.axes:
+        texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(),
+                 *ax.get_yticklabels()]
+        leg = ax.get_legend()
+        if leg is not None:
+            texts += leg.get_texts()
+        for t in texts:
+            if t.get_text():
+                assert t.get_fontsize() >= 8, (t.get_text(), t.get_fontsize())
+        for t in ax.get_yticklabels():
+            assert "×" not in t.get_text() and "10^" not in t.get_text()
+
+
+def chance_lines(ax):
+    return [ln for ln in ax.get_lines() if ln.get_label() == "chance"]
+
+
+def assert_not_clipped(ax, values):
+    lo, hi = ax.get_ylim()
+    v = np.concatenate([np.ravel(np.asarray(x, float)) for x in values])
+    v = v[np.isfinite(v)]
+    assert lo <= v.min() and v.max() <= hi, (lo, hi, v.min(), v.max())
+
+
+def test_finetune_figure_dots_intervals_chance_and_names(monkeypatch):
     figs = capture(monkeypatch)
     ft = pd.DataFrame([{"dataset": "nih", "method": m, "fraction": f, "metric": "macro_auc",
-                        "estimate": 0.6 + 0.01 * i + f / 1000, "ci_low": 0.55, "ci_high": 0.8,
+                        "estimate": 0.6 + 0.01 * i + f / 1000, "ci_low": 0.3, "ci_high": 0.995,
                         "n_seeds": 1} for i, m in enumerate(METHODS) for f in (1, 6, 100)])
-    figures.finetune_bars(ft, "nih", "x.png")
+    figures.finetune_dots(ft, "NIH ChestX-ray14 (synthetic)", ORDER, DISPLAY, "x.png",
+                          chance=0.5, level=0.9)
     ax = figs[0].axes[0]
-    bars = [p for p in ax.patches]
-    assert len(bars) == 12
-    heights = sorted(round(b.get_height(), 3) for b in bars)
-    assert heights == sorted(round(100 * v, 3) for v in ft["estimate"])
-    for b in bars[:3]:  # the first method's bars carry its colour everywhere
-        assert mcolors.to_hex(b.get_facecolor()) == figures.METHOD_COLORS["supervised"].lower()
-    assert "AUC (%)" in ax.get_ylabel() and "labelled" in ax.get_xlabel()
+    assert_not_clipped(ax, [ft["ci_low"] * 100, ft["ci_high"] * 100, [50]])
+    assert chance_lines(ax) and chance_lines(ax)[0].get_ydata()[0] == 50
+    assert ax.get_title() == "NIH ChestX-ray14 (synthetic): fine-tuning (90 % CI)"
+    labels = [t.get_text() for t in ax.get_legend().get_texts() if t.get_text() != "chance"]
+    assert labels[:4] == ["Supervised", "MoCo", "MoCo+MSE", "MoCo+BT"]
+    colors = [c for c in ax.collections + ax.lines if c.get_label() == "MoCo+MSE"]
+    assert mcolors.to_hex(colors[0].get_color()) == figures.FIXED_COLORS["moco_mse"].lower()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1 %", "6 %", "100 %"]
+    assert_readable(figs[0])
+
+
+def test_layer_probe_figure_control_dodged_and_unclipped(monkeypatch):
+    figs = capture(monkeypatch)
+    layer = pd.DataFrame([{"dataset": "d", "method": m, "block": f"block{b}",
+                           "metric": "f1_macro", "estimate": 0.5 + b / 20, "ci_low": 0.4,
+                           "ci_high": 0.99}
+                          for m in ("moco", "random_init", "supervised") for b in range(1, 5)])
+    figures.layer_probe_dots(layer, "IDC", ORDER, DISPLAY, "x.png", chance=0.42)
+    ax = figs[0].axes[0]
+    assert_not_clipped(ax, [layer["ci_low"] * 100, layer["ci_high"] * 100, [42]])
+    assert chance_lines(ax)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "Random init (control)" in labels and "Supervised (fine-tuned, ref.)" in labels
+    xs = [ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_label() in labels]
+    assert len(set(np.round(xs, 6))) == len(xs)  # methods side by side, whiskers apart
+    assert_readable(figs[0])
 
 
 def test_other_figures_render_to_png_and_pdf(tmp_path):
-    layer = pd.DataFrame([{"dataset": "d", "method": m, "block": f"block{b}",
-                           "metric": "macro_auc", "estimate": 0.5 + b / 20, "ci_low": 0.4,
-                           "ci_high": 0.9} for m in ("moco", "supervised") for b in range(1, 5)])
     cka = pd.DataFrame([{"dataset": "d", "method": "moco", "fraction": f, "block": f"block{b}",
                          "estimate": 1 - b / 10, "ci_low": 0.5, "ci_high": 1.0}
                         for f in (1.0, 100.0) for b in range(1, 5)])
     ks = pd.DataFrame([{"dataset": "d", "method": "moco", "fraction": 1.0, "reference": "moco",
                         "ks": 0.3}])
     curves = {("moco", 100.0): np.linspace(0, 1, 50), ("moco", 1.0): np.linspace(0, 1, 50) ** 2}
-    loss = {"moco_mse": pd.DataFrame({"step": [1, 2, 3], "infonce": [5.0, 4.0, 3.5],
-                                      **{f"mse_block{i}": [0.1, 0.08, 0.05] for i in range(1, 5)}})}
+    loss = {"moco_mse": pd.DataFrame({"step": [1, 2, 3, 3], "epoch": [0, 0, 0, 0],
+                                      "infonce": [5.0, 4.0, 3.5, np.nan],
+                                      "knn_macro_auc": [np.nan] * 3 + [0.7],
+                                      **{f"mse_block{i}": [0.1, 0.08, 0.05, np.nan]
+                                         for i in range(1, 5)}})}
+    paired = pd.DataFrame([{"dataset": "d", "method": "moco_mse", "baseline": "moco",
+                            "fraction": 1.0, "metric": "macro_auc", "estimate": 0.02,
+                            "ci_low": -0.01, "ci_high": 0.05}])
     for name, call in {
-        "layer": lambda p, q: figures.layer_probe_curves(layer, "d", p, q),
-        "cka": lambda p, q: figures.cka_lines(cka, "d", p, q),
-        "ks": lambda p, q: figures.ks_cdfs(curves, ks, "d", p, q),
-        "loss": lambda p, q: figures.pretrain_curves(loss, "d", p, q),
+        "cka": lambda p, q: figures.cka_lines(cka, "d", ORDER, DISPLAY, p, q),
+        "ks": lambda p, q: figures.ks_cdfs(curves, ks, "d", ORDER, DISPLAY, p, q),
+        "loss": lambda p, q: figures.pretrain_curves(loss, "d", ORDER, DISPLAY, p, q,
+                                                     queue_size=64),
+        "paired": lambda p, q: figures.paired_forest(paired, "d", ORDER, DISPLAY, p, q),
     }.items():
         png, pdf = tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"
         call(png, pdf)
         assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"
+
+
+def test_pretrain_figure_has_linear_ticks_chance_and_knn(monkeypatch):
+    figs = capture(monkeypatch)
+    loss = {"moco": pd.DataFrame({"step": [1, 2, 3, 3], "epoch": [0, 0, 0, 0],
+                                  "infonce": [5.0, 4.0, 3.5, np.nan],
+                                  "knn_macro_auc": [np.nan] * 3 + [0.7]})}
+    figures.pretrain_curves(loss, "d", ORDER, DISPLAY, "x.png", queue_size=64)
+    ax, knn = figs[0].axes[0], figs[0].axes[1]
+    assert ax.get_yscale() == "linear"
+    assert any(abs(ln.get_ydata()[0] - np.log(65)) < 1e-9 for ln in ax.get_lines()
+               if ln.get_label().startswith("chance"))
+    assert knn.get_ylabel().startswith("kNN") and knn.get_ylim() == (0, 100)
+    assert_readable(figs[0])
+
+
+def test_new_variants_get_distinct_colours():
+    colors = figures.method_colors(ORDER + ["mse_b1", "mse_b2", "byol_mse"])
+    new = [colors[m] for m in ("mse_b1", "mse_b2", "byol_mse")]
+    assert len(set(new)) == 3 and not set(new) & {colors[m] for m in METHODS}

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from ilmoco.similarity import cka_with_spread, kernel_cka, linear_cka, rbf_cka
+from ilmoco.similarity import (
+    cka,
+    cka_over_subsets,
+    cka_subsets,
+    kernel_cka,
+    linear_cka,
+    rbf_cka,
+)
 
 
 def reps(n=60, p=10, seed=0):
@@ -65,9 +72,46 @@ def test_rbf_median_bandwidth_direct():
     assert rbf_cka(x, y) == pytest.approx(kernel_cka(gram(x), gram(y)), abs=1e-10)
 
 
-def test_spread_brackets_estimate():
-    x, y = reps(n=80)
-    r = cka_with_spread(x, y, resamples=30, seed=0)
-    assert r["n"] == 80 and r["cka"] == pytest.approx(linear_cka(x, y))
-    assert r["ci_low"] <= r["cka"] + 0.05 and r["ci_high"] >= r["cka"] - 0.05
-    assert r == cka_with_spread(x, y, resamples=30, seed=0)
+def test_subsets_without_replacement_when_the_test_set_is_larger():
+    subs = cka_subsets(50, 20, 5, seed=3)
+    assert len(subs) == 5 and all(len(s) == 20 and len(set(s)) == 20 for s in subs)
+    again = cka_subsets(50, 20, 5, seed=3)  # seeded
+    assert all(np.array_equal(a, b) for a, b in zip(subs, again))
+    assert not all(np.array_equal(subs[0], s) for s in subs[1:])
+    small = cka_subsets(12, 20, 4, seed=0)  # test set not larger: bootstrap resamples of all
+    assert all(len(s) == 12 for s in small) and any(len(set(s)) < 12 for s in small)
+
+
+def yuanli_rbf_cka(x, y, sigma):
+    """The official code's CKA.py (yuanli2333/CKA-Centered-Kernel-Alignment) written out:
+    K = exp(-d²/(2σ²)), HSIC = tr(K H L H) with the explicit centering matrix H."""
+    def rbf(a):
+        gx = a @ a.T
+        kx = np.diag(gx) - gx + (np.diag(gx) - gx).T
+        return np.exp(kx * (-0.5 / (sigma * sigma)))
+
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+
+    def hsic(k, l):
+        return np.sum((h @ k @ h) * (h @ l @ h))
+
+    kx, ky = rbf(x), rbf(y)
+    return hsic(kx, ky) / np.sqrt(hsic(kx, kx) * hsic(ky, ky))
+
+
+def test_fixed_sigma_rbf_averaged_over_subsets_matches_independent_computation():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(90, 6)) * 0.3  # pooled-feature scale: the kernel does not saturate
+    y = np.tanh(x @ rng.normal(size=(6, 5))) * 0.4 + 0.05 * rng.normal(size=(90, 5))
+    subs = cka_subsets(90, 40, 7, seed=1)
+    r = cka_over_subsets(x, y, subs, kernel="rbf_fixed", sigma=0.8, level=0.9)
+    ref = np.array([yuanli_rbf_cka(x[s], y[s], 0.8) for s in subs])
+    assert r["cka"] == pytest.approx(ref.mean(), abs=1e-10)
+    assert r["std"] == pytest.approx(ref.std(), abs=1e-10)
+    assert r["ci_low"] == pytest.approx(np.percentile(ref, 5), abs=1e-10)
+    assert r["ci_high"] == pytest.approx(np.percentile(ref, 95), abs=1e-10)
+    assert r["n"] == 40 and r["repeats"] == 7
+    assert cka(x, y, "rbf_fixed", sigma=0.8) == pytest.approx(yuanli_rbf_cka(x, y, 0.8))
+    # a fixed bandwidth is not scale invariant (unlike the median heuristic)
+    assert cka(10 * x, y, "rbf_fixed", sigma=0.8) != pytest.approx(cka(x, y, "rbf_fixed"))

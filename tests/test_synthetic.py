@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from ilmoco.datasets import read_manifest
+from ilmoco.datasets.readers import read_manifest
 from ilmoco.synthetic import generate
 
 SCRIPT = """

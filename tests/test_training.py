@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from stagedata import prepare, tiny_finetune_cfg, tiny_pretrain_cfg
+from stagedata import prepare, tiny_settings
 
-from ilmoco import engine, finetune, pretrain
+from ilmoco import batches, checkpoints, finetune, loop, pretrain, runtime
 from ilmoco.backbone import Backbone
 from ilmoco.datasets.base import DatasetMeta
-from ilmoco.features import extract_features
+from ilmoco.evaluation import extract_features
 from ilmoco.io import InputError, torch_load
 
 
@@ -21,13 +21,15 @@ def data(tmp_path_factory):
     return prepare(tmp_path_factory.mktemp("dr"))
 
 
-def pretrain_job(paths, out, method="moco_mse", **cfg):
+def pretrain_job(paths, out, method="moco_mse", settings=None, **pretrain_over):
     out.mkdir(parents=True, exist_ok=True)
+    settings = settings or tiny_settings(pretrain=pretrain_over)
     return pretrain.PretrainJob(
-        dataset="dr", method=method, split_csv=str(paths["split"]),
-        cache_images=str(paths["images"]), cache_index=str(paths["index"]), augment="retina",
-        cfg=tiny_pretrain_cfg(**cfg), out_encoder=str(out / "encoder.pt"),
-        out_metrics=str(out / "metrics.csv"), ckpt_path=str(out / "resume.pt"), progress=False)
+        run=settings.pretrain_run("dr", method), split_csv=str(paths["split"]),
+        meta=DatasetMeta.from_dict(__import__("json").loads(paths["meta"].read_text())),
+        cache_images=str(paths["images"]), cache_index=str(paths["index"]),
+        out_encoder=str(out / "encoder.pt"), out_metrics=str(out / "metrics.csv"),
+        resume_path=str(out / "resume.pt"))
 
 
 class Crash(Exception):
@@ -54,7 +56,7 @@ def test_pretrain_resume_is_bit_identical(data, tmp_path, monkeypatch):
     pretrain.run(pretrain_job(paths, tmp_path / "full"))
     # interrupted run: 7 steps per epoch, checkpoints every 3 steps and at epoch ends;
     # crash at global step 11, two steps after the checkpoint at (epoch 1, step 2)
-    real_step = engine.step_generator
+    real_step = runtime.step_generator
     calls = {"n": 0}
 
     def crashing(seed, step, device):
@@ -64,13 +66,13 @@ def test_pretrain_resume_is_bit_identical(data, tmp_path, monkeypatch):
             raise Crash()
         return real_step(seed, step, device)
 
-    monkeypatch.setattr(engine, "step_generator", crashing)
+    monkeypatch.setattr(loop, "step_generator", crashing)
     job = pretrain_job(paths, tmp_path / "resumed")
     with pytest.raises(Crash):
         pretrain.run(job)
     assert (tmp_path / "resumed" / "resume.pt").exists()
-    loop = torch_load(tmp_path / "resumed" / "resume.pt")["loop"]
-    assert (loop["epoch"], loop["step"]) == (1, 2)
+    position = torch_load(tmp_path / "resumed" / "resume.pt")["loop"]
+    assert (position["epoch"], position["step"]) == (1, 2)
     pretrain.run(job)
     a = torch_load(tmp_path / "full" / "encoder.pt")["backbone"]
     b = torch_load(tmp_path / "resumed" / "encoder.pt")["backbone"]
@@ -83,7 +85,7 @@ def test_pretrain_resume_is_bit_identical(data, tmp_path, monkeypatch):
 def test_checkpoint_of_another_config_is_not_resumed(data, tmp_path):
     paths, _ = data
     job = pretrain_job(paths, tmp_path)
-    ck = engine.Checkpointer(job.ckpt_path, "other-config")
+    ck = checkpoints.ResumeCheckpoint(job.resume_path, "other-config")
     ck.save({"modules": {}, "optimizer": {}, "loop": {}})
     pretrain.run(job)  # would fail to load the empty state if it tried
     assert (tmp_path / "encoder.pt").exists()
@@ -91,7 +93,7 @@ def test_checkpoint_of_another_config_is_not_resumed(data, tmp_path):
 
 def test_nan_loss_stops_with_the_step(data, tmp_path):
     paths, _ = data
-    src = engine.BatchSource(np.zeros((16, 1, 4, 4), np.uint8), 4, 0, torch.device("cpu"))
+    src = batches.BatchSource(np.zeros((16, 1, 4, 4), np.uint8), 4, 0, torch.device("cpu"))
     w = torch.nn.Parameter(torch.ones(1))
     opt = torch.optim.SGD([w], lr=0.1)
 
@@ -99,48 +101,48 @@ def test_nan_loss_stops_with_the_step(data, tmp_path):
         loss = w.sum() * (float("nan") if g == 5 else 1.0)
         return loss, {"loss": loss.detach()}
 
-    with pytest.raises(engine.NonFiniteLoss, match="at step 5 .epoch 1."):
-        engine.train_loop(modules=torch.nn.ParameterList([w]), optimizer=opt, source=src,
-                          epochs=3, step_fn=step_fn, lr_fn=lambda g: 0.1, ckpt=None, seed=0,
-                          progress=False)
+    with pytest.raises(loop.NonFiniteLoss, match="at step 5 .epoch 1."):
+        loop.train_loop(modules=torch.nn.ParameterList([w]), optimizer=opt, source=src,
+                        epochs=3, step_fn=step_fn, lr_fn=lambda g: 0.1, resume=None, seed=0,
+                        progress="quiet")
     assert torch.isfinite(w).all()  # stopped before the bad step's update
 
 
 def test_small_labelled_sets_are_cycled_to_the_minimum_steps():
-    src = engine.BatchSource(np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1), 4, 0,
-                             torch.device("cpu"), min_steps=5)
+    src = batches.BatchSource(np.arange(6, dtype=np.uint8).reshape(6, 1, 1, 1), 4, 0,
+                              torch.device("cpu"), min_steps=5)
     assert src.steps_per_epoch == 5
     seen = np.concatenate([src.indices(0, s) for s in range(5)])
     assert len(seen) == 20 and set(seen) == set(range(6))
     assert set(np.bincount(seen)) <= {3, 4}  # whole passes over the set, then a partial one
-    assert engine.BatchSource(np.zeros((40, 1, 1, 1), np.uint8), 4, 0,
-                              torch.device("cpu"), min_steps=5).steps_per_epoch == 10
+    assert batches.BatchSource(np.zeros((40, 1, 1, 1), np.uint8), 4, 0,
+                               torch.device("cpu"), min_steps=5).steps_per_epoch == 10
 
 
-def finetune_job(paths, meta, out, encoder=None, method="supervised", **cfg):
+def finetune_job(paths, meta, out, encoder=None, method="supervised", **finetune_over):
     out.mkdir(parents=True, exist_ok=True)
+    settings = tiny_settings(finetune=finetune_over)
     return finetune.FinetuneJob(
-        dataset="dr", method=method, pct=100, seed=0, split_csv=str(paths["split"]),
-        cache_images=str(paths["images"]), cache_index=str(paths["index"]), meta=meta,
-        metric="macro_auc", augment="retina", cfg=tiny_finetune_cfg(**cfg),
-        bootstrap={"resamples": 50, "seed": 0, "level": 0.95}, encoder=encoder,
+        run=settings.finetune_run("dr", method), pct=100, seed=0,
+        split_csv=str(paths["split"]), meta=meta, cache_images=str(paths["images"]),
+        cache_index=str(paths["index"]), encoder=encoder,
         out_predictions=str(out / "predictions.csv"), out_metrics=str(out / "metrics.json"),
         out_model=str(out / "model.pt"), out_history=str(out / "history.csv"),
-        ckpt_path=str(out / "resume.pt"), progress=False)
+        resume_path=str(out / "resume.pt"))
 
 
 def test_best_validation_epoch_is_the_one_evaluated(data, tmp_path, monkeypatch):
     paths, meta = data
     scores = iter([0.55, 0.90, 0.60, 0.58])  # epoch 1 is best, the last epoch is worse
     snapshots = []
-    real_predict = finetune.predict
+    real_predict = finetune.predict_proba
 
     def recording_predict(model, images, *a, **k):
         snapshots.append({n: v.clone() for n, v in model.state_dict().items()})
         return real_predict(model, images, *a, **k)
 
-    monkeypatch.setattr(finetune, "predict", recording_predict)
-    monkeypatch.setattr(finetune, "_selection_score", lambda *a: next(scores))
+    monkeypatch.setattr(finetune, "predict_proba", recording_predict)
+    monkeypatch.setattr(finetune, "selection_score", lambda *a: next(scores))
     job = finetune_job(paths, meta, tmp_path)
     result = finetune.run(job)
     assert result["best_epoch"] == 1 and result["epochs_run"] == 4
@@ -157,7 +159,7 @@ def test_best_validation_epoch_is_the_one_evaluated(data, tmp_path, monkeypatch)
 def test_early_stopping(data, tmp_path, monkeypatch):
     paths, meta = data
     scores = iter([0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
-    monkeypatch.setattr(finetune, "_selection_score", lambda *a: next(scores))
+    monkeypatch.setattr(finetune, "selection_score", lambda *a: next(scores))
     result = finetune.run(finetune_job(paths, meta, tmp_path, epochs=6, patience=2))
     assert result["best_epoch"] == 0 and result["epochs_run"] == 3
 

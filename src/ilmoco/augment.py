@@ -18,64 +18,12 @@ The operations equal torchvision's functional ops image by image (tested). Input
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class AugmentSpec:
-    crop_scale: tuple[float, float] | None = None  # random-resized-crop area range
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.0
-    vflip: float = 0.0
-    rotation: float = 0.0  # degrees, uniform in [-rotation, rotation]
-    jitter: tuple[float, float, float, float] | None = None  # brightness, contrast, sat., hue
-    jitter_p: float = 0.8
-    grayscale_p: float = 0.0
-    blur_p: float = 0.0
-    blur_sigma: tuple[float, float] = (0.1, 2.0)  # pixels of the output image
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def with_overrides(self, overrides: dict | None) -> AugmentSpec:
-        if not overrides:
-            return self
-        unknown = set(overrides) - set(self.__dataclass_fields__)
-        if unknown:
-            raise KeyError(f"unknown augmentation key(s) {sorted(unknown)}")
-        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-        return replace(self, **fixed)
-
-
-_JIT = (0.4, 0.4, 0.4, 0.1)
-# Per-dataset presets from the official code (see docs/paper-protocol): "ssl" gives the two
-# views for pretraining, "finetune" the training augmentation for fine-tuning.
-PRESETS: dict[str, dict[str, AugmentSpec]] = {
-    "chest": {
-        "ssl": AugmentSpec(jitter=_JIT, grayscale_p=0.2, blur_p=0.5, rotation=30),
-        "finetune": AugmentSpec(jitter=_JIT, grayscale_p=0.2, blur_p=0.5, rotation=30),
-    },
-    "histo": {
-        "ssl": AugmentSpec(crop_scale=(0.4, 1.0), jitter=_JIT, grayscale_p=0.2, blur_p=0.5,
-                           hflip=0.5),
-        "finetune": AugmentSpec(crop_scale=(0.2, 1.0), jitter=_JIT, grayscale_p=0.2, blur_p=0.5,
-                                rotation=30, hflip=0.5),
-    },
-    "retina": {
-        "ssl": AugmentSpec(jitter=_JIT, grayscale_p=0.2, blur_p=0.5, rotation=30, hflip=0.5),
-        "finetune": AugmentSpec(jitter=(0.0, 0.4, 0.0, 0.1), hflip=0.5, vflip=0.5),
-    },
-    "none": {"ssl": AugmentSpec(), "finetune": AugmentSpec()},
-}
-
-
-def preset(name: str, stage: str, overrides: dict | None = None) -> AugmentSpec:
-    if name not in PRESETS:
-        raise KeyError(f"unknown augmentation preset {name!r}; known: {sorted(PRESETS)}")
-    return PRESETS[name][stage].with_overrides(overrides)
+from ilmoco.augment_spec import PRESETS, AugmentSpec, preset  # noqa: F401 (re-exported)
 
 
 class Draws:
@@ -229,11 +177,13 @@ def blur_kernel_size(sigma_max: float, size: int) -> int:
 
 
 @dataclass
-class GpuAugment:
-    """Callable batched augmentation: ``aug(x_uint8, generator) -> float [0, 1]``."""
+class BatchAugment:
+    """Callable batched augmentation on any device: ``aug(x_uint8, generator) -> [0, 1]``
+    floats of ``dtype`` (float64 runs compare training dynamics exactly across processes)."""
 
     spec: AugmentSpec
     out_size: int
+    dtype: torch.dtype = torch.float32
     ksize: int = field(init=False)
 
     def __post_init__(self):
@@ -245,12 +195,12 @@ class GpuAugment:
         spec, dev = self.spec, x.device
         n = x.shape[0]
         d = Draws(gen, n, dev, total, offset)
-        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+        x = x.to(self.dtype).div_(255) if x.dtype == torch.uint8 else x.to(self.dtype)
         theta = affine_matrices(spec, d)
         if theta is not None or x.shape[-1] != self.out_size:
             if theta is None:
                 theta = torch.eye(2, 3, device=dev).expand(n, 2, 3)
-            grid = F.affine_grid(theta, (n, x.shape[1], self.out_size, self.out_size),
+            grid = F.affine_grid(theta.to(x.dtype), (n, x.shape[1], self.out_size, self.out_size),
                                  align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros",
                               align_corners=False)

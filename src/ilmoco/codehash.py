@@ -1,7 +1,11 @@
-"""A content hash of the library code a workflow script imports (transitively).
+"""A hash of the library code a workflow script imports (transitively), blind to comments,
+docstrings and formatting.
 
 Snakemake reruns a ``script:`` job when the script file changes, but not when a library
-module it imports changes; rules pass this hash as a param so that they do.
+module it imports changes; rules pass this hash as a param so that they do. Each file is
+hashed as its syntax tree with docstrings removed (``ast.dump`` without positions), so a
+comment, a docstring or a reformatting reruns nothing, and a stage reruns only when code it
+actually imports changes what it does.
 """
 
 from __future__ import annotations
@@ -52,9 +56,25 @@ def module_closure(script: str) -> tuple[Path, ...]:
     return tuple(sorted(seen))
 
 
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
+                and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def normalized_source(path: Path) -> str:
+    """The code of ``path`` without comments, docstrings and formatting."""
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    return ast.dump(_strip_docstrings(tree), include_attributes=False)
+
+
 def code_hash(script) -> str:
     h = hashlib.sha256()
     for f in (Path(script), *module_closure(str(script))):
         h.update(f.name.encode())
-        h.update(f.read_bytes())
+        h.update(normalized_source(f).encode())
     return h.hexdigest()[:12]

@@ -75,8 +75,8 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
-        xf = x.float()
-        count = torch.tensor([xf.numel() / xf.shape[1]], device=x.device)
+        xf = x if x.dtype == torch.float64 else x.float()
+        count = torch.tensor([xf.numel() / xf.shape[1]], device=x.device, dtype=xf.dtype)
         stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
         stats = all_reduce_sum_with_grad(stats)
         c = xf.shape[1]

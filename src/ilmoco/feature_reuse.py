@@ -1,54 +1,65 @@
-"""The feature-reuse stage: CKA per block between the pretrained and each fine-tuned encoder,
-on one fixed, seeded test subset shared by every model of a dataset."""
+"""The feature-reuse stage: CKA per block between the pretrained encoder and each encoder
+fine-tuned from it, averaged over random test subsets (the same subsets for every model of
+a dataset). Both encoders' features are extracted here, the same way (eval mode, the same
+precision), on the images of those subsets.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from ilmoco.backbone import BLOCKS
 from ilmoco.cache import ImageCache
-from ilmoco.engine import resolve_device
-from ilmoco.features import extract_features, load_features, load_frozen_backbone
-from ilmoco.io import InputError, write_csv
-from ilmoco.similarity import cka_with_spread
+from ilmoco.checkpoints import load_backbone
+from ilmoco.evaluation import extract_features
+from ilmoco.io import write_csv
+from ilmoco.registry import BLOCKS
+from ilmoco.runtime import resolve_device
+from ilmoco.settings import CKARun
+from ilmoco.similarity import cka_over_subsets, cka_subsets
 
 
-def cka_subset(test_ids: pd.Series, size: int, seed: int) -> np.ndarray:
-    """The fixed, seeded test subset every model of a dataset is compared on."""
-    ids = np.sort(test_ids.astype(str).to_numpy())
-    if len(ids) <= size:
-        return ids
-    return np.sort(np.random.default_rng(seed).choice(ids, size, replace=False))
+@dataclass
+class CKAJob:
+    """``finetuned`` maps (fraction, seed) -> the ``model.pt`` fine-tuned from ``encoder``."""
+
+    dataset: str
+    method: str
+    run: CKARun
+    encoder: str
+    finetuned: dict
+    split_csv: str
+    cache_images: str
+    cache_index: str
+    out_csv: str
 
 
-def run_cka(*, dataset: str, method: str, pretrained_features: str, finetuned: dict,
-            cache_images: str, cache_index: str, cfg: dict, out_csv: str,
-            device: str = "auto", precision: str = "auto") -> pd.DataFrame:
-    """CKA per block between the pretrained encoder and each fine-tuned model.
+def run_cka(job: CKAJob) -> pd.DataFrame:
+    s = job.run.settings
+    split = pd.read_csv(job.split_csv, dtype={"image_id": str, "patient_id": str})
+    test_ids = np.sort(split.loc[split["split"] == "test", "image_id"].astype(str).to_numpy())
+    subsets = cka_subsets(len(test_ids), s.subset, s.repeats, s.seed)
+    used = np.unique(np.concatenate(subsets))  # extract each needed image once
+    where = {v: i for i, v in enumerate(used)}
+    subsets = [np.array([where[i] for i in sub]) for sub in subsets]
+    images = ImageCache(job.cache_images, job.cache_index).load(test_ids[used])
+    device = resolve_device(job.run.device)
 
-    ``finetuned`` maps (fraction, seed) -> model.pt. The pretrained features come from the
-    cached probe features (same images), the fine-tuned ones are extracted here.
-    """
-    index, feats = load_features(pretrained_features)
-    test = index[index["set"] == "test"]
-    subset = cka_subset(test["image_id"], cfg["subset"], cfg["seed"])
-    pos = pd.Series(test.index, index=test["image_id"]).loc[subset].to_numpy()
-    before = {b: feats[b][pos] for b in BLOCKS}
-    dev = resolve_device(device)
-    images = ImageCache(cache_images, cache_index).load(subset)
+    def features(path):
+        backbone, _ = load_backbone(path, dataset=job.dataset, method=job.method)
+        return extract_features(backbone.to(device), images, device, job.run.precision)
+
+    before = features(job.encoder)
     rows = []
-    for (pct, seed), path in sorted(finetuned.items()):
-        backbone, meta = load_frozen_backbone(path, dataset=dataset)
-        if meta.get("method") != method:
-            raise InputError(f"{path}: fine-tuned model of method {meta.get('method')!r}, "
-                             f"expected {method!r}")
-        after = extract_features(backbone.to(dev), images, dev, precision)
-        for b, f in zip(BLOCKS, after):
-            r = cka_with_spread(before[b], f, cfg["kernel"], cfg["resamples"], cfg["seed"],
-                                rbf_scale=cfg["rbf_scale"])
-            rows.append({"dataset": dataset, "method": method, "fraction": float(pct),
-                         "seed": int(seed), "block": b, "kernel": cfg["kernel"], **r})
+    for (pct, seed), path in sorted(job.finetuned.items()):
+        after = features(path)
+        for block, fb, fa in zip(BLOCKS, before, after):
+            r = cka_over_subsets(fb, fa, subsets, s.kernel, job.run.level,
+                                 rbf_scale=s.rbf_scale, sigma=s.sigma)
+            rows.append({"dataset": job.dataset, "method": job.method, "fraction": float(pct),
+                         "seed": int(seed), "block": block, "kernel": s.kernel, **r})
     df = pd.DataFrame(rows)
-    write_csv(out_csv, df, float_format="%.6g")
+    write_csv(job.out_csv, df, float_format="%.6g")
     return df

@@ -1,42 +1,45 @@
 """The ``finetune`` stage: whole network + a new linear head on the ``labeled_<pct>`` images.
 
-The model is selected by the validation metric with early stopping, and that best model,
-not the last epoch, is evaluated on test (the official code evaluated the last epoch).
-Loss: BCE with logits per label (multi-label), cross-entropy (binary: a 2-way softmax, as
-the paper; multi-class). Outputs: test ``predictions.csv``, ``metrics.json`` (estimate,
-percentile-bootstrap 95 % CI over patients, n), ``model.pt`` and the per-epoch history.
+The model is selected by the validation metric with early stopping, and that best model is
+evaluated on test; with ``evaluate_last`` the last epoch is evaluated too (the official code
+reported the last epoch). Loss: BCE with logits per label (multi-label), cross-entropy
+(binary: a 2-way softmax, as the paper; multi-class). Outputs: test ``predictions.csv``,
+``metrics.json`` (estimate, percentile-bootstrap CI over patients, n), ``model.pt`` and the
+per-epoch history.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from ilmoco.augment import GpuAugment, preset
+from ilmoco.augment import BatchAugment
 from ilmoco.backbone import Backbone
+from ilmoco.batches import BatchSource
 from ilmoco.cache import ImageCache
-from ilmoco.config import fraction_column, git_revision
-from ilmoco.datasets.base import DatasetMeta, log
-from ilmoco.engine import (
-    BatchSource,
-    Checkpointer,
-    autocast,
-    build_optimizer,
-    configure_determinism,
-    fingerprint,
-    lr_at,
-    resolve_device,
-    train_loop,
+from ilmoco.checkpoints import ResumeCheckpoint, load_backbone, save_classifier
+from ilmoco.classification import loss_fn, n_outputs, targets
+from ilmoco.datasets.base import DatasetMeta
+from ilmoco.evaluation import (
+    EarlyStopping,
+    model_state,
+    predict_proba,
+    selection_score,
+    test_interval,
+    tuned_threshold,
 )
-from ilmoco.io import InputError, torch_load, torch_save, write_csv, write_json
+from ilmoco.io import InputError, write_csv, write_json
+from ilmoco.loop import train_loop
+from ilmoco.optim import build_optimizer, schedule
 from ilmoco.predictions import write_predictions
-from ilmoco.stats import best_f1_threshold, bootstrap_ci, metric_fn
-from ilmoco.tasks import loss_fn, n_outputs, prediction_loss, probabilities, targets
+from ilmoco.runlog import log
+from ilmoco.runtime import fingerprint, prepare
+from ilmoco.settings import FinetuneRun, result_fields
+from ilmoco.split import fraction_column
 
 
 class Classifier(nn.Module):
@@ -50,177 +53,131 @@ class Classifier(nn.Module):
         return self.head(emb)
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, images: np.ndarray, task: str, device, precision: str,
-            batch_size: int = 256) -> np.ndarray:
-    """Probabilities on un-augmented images, model in eval mode (BN statistics frozen)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[start:start + batch_size]).to(device).float().div_(255)
-        with autocast(device, precision):
-            out.append(probabilities(model(x), task).cpu())
-    model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0,))
-
-
-def check_encoder(meta: dict, path, *, dataset: str, method: str, arch: str,
-                  in_channels: int) -> None:
-    """Refuse a checkpoint recorded for another dataset, method, backbone or input."""
-    expect = {"dataset": dataset, "method": method, "arch": arch, "in_channels": in_channels}
-    for key, want in expect.items():
-        got = meta.get(key)
-        if got != want:
-            raise InputError(
-                f"{path}: checkpoint was trained with {key}={got!r} but this run needs "
-                f"{key}={want!r}; point fine-tuning at the matching encoder"
-            )
-
-
-def load_backbone(path, *, dataset: str, method: str, arch: str, in_channels: int,
-                  zero_init_residual: bool = True) -> Backbone:
-    ckpt = torch_load(path)
-    if not isinstance(ckpt, dict) or "backbone" not in ckpt or "meta" not in ckpt:
-        raise InputError(f"{path}: not an encoder checkpoint of this project (no backbone/meta)")
-    check_encoder(ckpt["meta"], path, dataset=dataset, method=method, arch=arch,
-                  in_channels=in_channels)
-    backbone = Backbone(arch, in_channels, zero_init_residual)
-    backbone.load_state_dict(ckpt["backbone"])
-    return backbone
-
-
 @dataclass
 class FinetuneJob:
-    dataset: str
-    method: str
+    """One fine-tuning: (method, fraction, seed), its settings and its files."""
+
+    run: FinetuneRun
     pct: float
     seed: int
     split_csv: str
+    meta: DatasetMeta
     cache_images: str
     cache_index: str
-    meta: DatasetMeta
-    metric: str
-    augment: str
-    cfg: dict  # resolved ``finetune`` section
-    bootstrap: dict
     encoder: str | None  # None for the supervised (random init) baseline
     out_predictions: str
     out_metrics: str
     out_model: str
     out_history: str
-    ckpt_path: str
-    progress: bool = True
+    resume_path: str
 
 
-def _selection_score(metric_name: str, y, p) -> float:
-    """Validation score used to pick the best epoch (threshold-free for the tuned F1)."""
-    name = "f1_macro" if metric_name == "f1_pos_tuned" else metric_name
-    return float(metric_fn(name)(y, p)[0])
+def labelled_sets(split: pd.DataFrame, pct: float, source) -> dict[str, pd.DataFrame]:
+    """Train (labelled at ``pct``), val and test rows; refuses an empty set."""
+    col = fraction_column(pct)
+    if col not in split.columns:
+        raise InputError(f"{source}: no column {col}; add {pct:g} to `fractions`")
+    sets = {"train": split[(split["split"] == "train") & split[col].astype(bool)],
+            "val": split[split["split"] == "val"], "test": split[split["split"] == "test"]}
+    for name, part in sets.items():
+        if len(part) == 0:
+            raise InputError(f"{source}: the {name} set of {col} is empty; add data")
+    return sets
 
 
 def run(job: FinetuneJob) -> dict:
-    cfg, meta = job.cfg, job.meta
-    device = resolve_device(cfg["device"])
-    configure_determinism(cfg["deterministic"], device)
-    seed = int(job.seed)
+    r, s, meta = job.run, job.run.settings, job.meta
+    rt = prepare(s.device, s.precision, s.deterministic, job.seed)
     split = pd.read_csv(job.split_csv, dtype={"image_id": str, "patient_id": str})
-    col = fraction_column(job.pct)
-    if col not in split.columns:
-        raise InputError(f"{job.split_csv}: no column {col}; add {job.pct} to `fractions`")
-    train = split[(split["split"] == "train") & split[col].astype(bool)]
-    val, test = split[split["split"] == "val"], split[split["split"] == "test"]
-    for name, part in (("train", train), ("val", val), ("test", test)):
-        if len(part) == 0:
-            raise InputError(f"{job.split_csv}: the {name} set of {col} is empty; add data")
+    sets = labelled_sets(split, job.pct, job.split_csv)
+    train, val, test = sets["train"], sets["val"], sets["test"]
     cache = ImageCache(job.cache_images, job.cache_index)
 
-    torch.manual_seed(seed)
     if job.encoder is None:
-        backbone = Backbone(cfg["arch"], cache.channels, cfg["zero_init_residual"])
+        backbone = Backbone(s.arch, cache.channels, s.zero_init_residual)
     else:
-        backbone = load_backbone(job.encoder, dataset=job.dataset, method=job.method,
-                                 arch=cfg["arch"], in_channels=cache.channels,
-                                 zero_init_residual=cfg["zero_init_residual"])
-    model = Classifier(backbone, n_outputs(meta)).to(device)
-    if device.type == "cuda" and cfg["channels_last"]:
+        backbone, _ = load_backbone(job.encoder, zero_init_residual=s.zero_init_residual,
+                                    dataset=r.dataset, method=r.method, arch=s.arch,
+                                    in_channels=cache.channels)
+    model = Classifier(backbone, n_outputs(meta)).to(device=rt.device, dtype=rt.dtype)
+    if rt.device.type == "cuda" and s.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg["optimizer"])
-    if cfg["compile"]:
+    optimizer = build_optimizer(model, s.optimizer)
+    if s.compile:
         model.compile(dynamic=False)
 
-    aug = GpuAugment(preset(job.augment, "finetune", cfg["augment_overrides"]), cache.size) \
-        if cfg["augment"] else None
-    source = BatchSource(cache.images, cfg["batch_size"], seed, device, cfg["data_placement"],
+    aug = BatchAugment(r.augment, cache.size, rt.dtype) if r.augment is not None else None
+    source = BatchSource(cache.images, s.batch_size, job.seed, rt.device, s.data_placement,
                          labels=targets(train, meta), rows=cache.rows(train["image_id"]),
-                         min_steps=cfg["min_steps_per_epoch"])
+                         min_steps=s.min_steps_per_epoch)
     val_images, y_val = cache.load(val["image_id"]), targets(val, meta)
-    epochs, spe = cfg["epochs"], source.steps_per_epoch
-    opt = cfg["optimizer"]
-    total = epochs * spe
+    steps_per_epoch = source.steps_per_epoch
+    total = s.epochs * steps_per_epoch
 
-    def step_fn(x, y, gen, g):
-        x = aug(x, gen) if aug is not None else x.float().div(255)
-        with autocast(device, cfg["precision"]):
+    def predict(images):
+        return predict_proba(model, images, meta.task, rt.device)
+
+    def step_fn(x, y, gen, step):
+        x = aug(x, gen) if aug is not None else x.to(rt.dtype).div(255)
+        with rt.autocast():
             logits = model(x)
         return (loss := loss_fn(logits, y, meta.task)), {"loss": loss.detach()}
 
     def on_epoch_end(epoch, state):
-        p_val = predict(model, val_images, meta.task, device, cfg["precision"])
-        score = _selection_score(job.metric, y_val, p_val)
-        ex = state.extra
-        if not np.isfinite(score):  # e.g. validation lacks a class: fall back on val loss
-            score = -prediction_loss(y_val, p_val, meta.task)
-        improved = "best_score" not in ex or score > ex["best_score"]
-        if improved:
-            ex.update(best_score=score, best_epoch=epoch, bad_epochs=0,
-                      best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
-        else:
-            ex["bad_epochs"] = ex.get("bad_epochs", 0) + 1
-        state.history.append({"epoch": epoch, "step": (epoch + 1) * spe,
-                              f"val_{job.metric}": score, "best": bool(improved)})
-        return ex["bad_epochs"] >= cfg["patience"]
+        stopping = EarlyStopping.from_dict(s.patience, state.extra.get("early_stopping"))
+        score = selection_score(r.metric, y_val, predict(val_images), meta.task)
+        improved, stop = stopping.update(epoch, score, lambda: model_state(model))
+        state.extra["early_stopping"] = stopping.to_dict()
+        state.history.append({"epoch": epoch, "step": (epoch + 1) * steps_per_epoch,
+                              f"val_{r.metric}": score, "best": bool(improved)})
+        return stop
 
-    tag = fingerprint(cfg, job.method, job.pct, seed, job.metric, job.augment, job.split_csv,
-                      job.cache_index, job.encoder or "random-init")
-    ckpt = Checkpointer(job.ckpt_path, tag)
+    col = fraction_column(job.pct)
+    resume = ResumeCheckpoint(job.resume_path, fingerprint(
+        result_fields(r), job.pct, job.seed, job.split_csv, job.cache_index,
+        job.encoder or "random-init"))
     state = train_loop(
-        modules=model, optimizer=optimizer, source=source, epochs=epochs, step_fn=step_fn,
-        lr_fn=lambda g: lr_at(g, total, opt["lr"], opt["schedule"], 0), ckpt=ckpt, seed=seed,
-        ckpt_every=cfg["checkpoint_every"], log_every=max(1, min(cfg["log_every"], spe)),
-        on_epoch_end=on_epoch_end, desc=f"finetune {job.dataset}/{job.method}/{col}/s{seed}",
-        progress=job.progress, log_throughput=False,
+        modules=model, optimizer=optimizer, source=source, epochs=s.epochs, step_fn=step_fn,
+        lr_fn=schedule(s.optimizer, total, steps_per_epoch), resume=resume, seed=job.seed,
+        checkpoint_every=s.checkpoint_every,
+        log_every=max(1, min(s.log_every, steps_per_epoch)), on_epoch_end=on_epoch_end,
+        desc=f"finetune {r.dataset}/{r.method}/{col}/s{job.seed}", progress=s.progress,
+        log_throughput=False,
     )
-    ex = state.extra
-    model.load_state_dict(ex["best_state"])
-    log(f"best validation epoch {ex['best_epoch']} of {state.epoch} (score {ex['best_score']:.4f})")
-
-    threshold = None
-    if job.metric == "f1_pos_tuned":
-        threshold = best_f1_threshold(y_val, predict(model, val_images, meta.task, device,
-                                                     cfg["precision"]))
-    p_test = predict(model, cache.load(test["image_id"]), meta.task, device, cfg["precision"])
+    stopping = EarlyStopping.from_dict(s.patience, state.extra["early_stopping"])
     y_test = targets(test, meta)
+    test_images = cache.load(test["image_id"])
     groups = test["patient_id"].to_numpy() if meta.patient_ids else None
-    ci = bootstrap_ci(y_test, p_test, metric_fn(job.metric, threshold), groups,
-                      job.bootstrap["resamples"], job.bootstrap["seed"], job.bootstrap["level"])
+    last = None
+    if s.evaluate_last:
+        last = test_interval(y_test, predict(test_images), r.metric,
+                             tuned_threshold(r.metric, y_val, lambda: predict(val_images)),
+                             groups, r.bootstrap)
+        last["epoch"] = int(state.epoch - 1)
+    model.load_state_dict(stopping.best_state)
+    log(f"best validation epoch {stopping.best_epoch} of {state.epoch} "
+        f"(score {stopping.best_score:.4f})")
+
+    threshold = tuned_threshold(r.metric, y_val, lambda: predict(val_images))
+    p_test = predict(test_images)
+    ci = test_interval(y_test, p_test, r.metric, threshold, groups, r.bootstrap)
     write_predictions(job.out_predictions, test, meta, y_test, p_test)
     result = {
-        "dataset": job.dataset, "method": job.method, "fraction": float(job.pct), "seed": seed,
-        "metric": job.metric, **ci, "threshold": threshold,
+        "dataset": r.dataset, "method": r.method, "fraction": float(job.pct),
+        "seed": int(job.seed), "metric": r.metric, **ci, "threshold": threshold,
         "n_train_labeled": int(len(train)), "n_val": int(len(val)),
         "bootstrap_unit": "patient" if groups is not None else "image",
-        "best_epoch": int(ex["best_epoch"]), "epochs_run": int(state.epoch),
-        "val_best_score": float(ex["best_score"]), "encoder": job.encoder,
-        "config": {"finetune": cfg, "bootstrap": job.bootstrap, "augment": job.augment},
+        "best_epoch": int(stopping.best_epoch), "epochs_run": int(state.epoch),
+        "val_best_score": float(stopping.best_score), "last_epoch": last,
+        "encoder": job.encoder, "settings": result_fields(r),
     }
-    torch_save({"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                "meta": {"kind": "finetuned", "dataset": job.dataset, "method": job.method,
-                         "fraction": float(job.pct), "seed": seed, "arch": cfg["arch"],
-                         "in_channels": cache.channels, "n_out": n_outputs(meta),
-                         "task": meta.task, "git": git_revision(Path(__file__).parent)}},
-               job.out_model)
+    save_classifier(job.out_model, model, {
+        "dataset": r.dataset, "method": r.method, "fraction": float(job.pct),
+        "seed": int(job.seed), "arch": s.arch, "in_channels": cache.channels,
+        "n_out": n_outputs(meta), "task": meta.task})
     write_csv(job.out_history, pd.DataFrame(state.history), float_format="%.6g")
     write_json(job.out_metrics, result)
-    ckpt.remove()
+    log(f"test {r.metric} {ci['estimate']:.4f} [{ci['ci_low']:.4f}, {ci['ci_high']:.4f}]"
+        + (f"; last epoch {last['estimate']:.4f}" if last else ""))
+    resume.remove()
     return result

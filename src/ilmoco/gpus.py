@@ -5,6 +5,11 @@ Snakemake never sets ``CUDA_VISIBLE_DEVICES``: on a workstation run with
 ``claim_gpus`` makes each job take free devices by locking ``<lock_dir>/gpu<i>.lock``
 (released when the process exits, also when it is killed). Under SLURM (or any scheduler
 that sets ``CUDA_VISIBLE_DEVICES``) nothing is changed.
+
+Several users share one lock directory (``ILMOCO_GPU_LOCK_DIR``, default
+``/tmp/ilmoco-gpu-locks``): it is created sticky and world-writable (1777, like /tmp), lock
+files world-readable and -writable (0666), and a lock is taken on a read-only descriptor,
+so a lock file created by another user works too.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import re
 import socket
 from pathlib import Path
 
-_held: list = []  # open lock files: keep them alive for the life of the process
+from ilmoco.io import InputError
+
+_held: list = []  # open lock descriptors: kept for the life of the process
 
 
 def visible_gpu_indices(dev_dir: str = "/dev") -> list[int]:
@@ -28,6 +35,34 @@ def visible_gpu_indices(dev_dir: str = "/dev") -> list[int]:
     return sorted(int(m.group(1)) for n in names if (m := re.fullmatch(r"nvidia(\d+)", n)))
 
 
+def shared_lock_dir(lock_dir: Path) -> Path:
+    """The lock directory, created sticky and world-writable if it does not exist."""
+    if not lock_dir.is_dir():
+        try:
+            lock_dir.mkdir(parents=True)
+            os.chmod(lock_dir, 0o1777)
+        except FileExistsError:  # another job created it meanwhile
+            pass
+    return lock_dir
+
+
+def open_lock(path: Path) -> int:
+    """A read-only descriptor of ``path``, creating it world-writable (0666) if absent."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    except PermissionError:
+        raise InputError(
+            f"{path}: cannot open or create this GPU lock file (permission denied); set "
+            "ILMOCO_GPU_LOCK_DIR to a directory every user of this machine can write, e.g. "
+            "one with mode 1777 like /tmp") from None
+    try:
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o666)
+    except OSError:
+        pass
+    return fd
+
+
 def claim_gpus(n: int, *, lock_dir: str | os.PathLike | None = None,
                devices: list[int] | None = None, env=os.environ) -> list[int] | None:
     """Pin this process to ``n`` free GPUs; returns their indices, or None if left alone."""
@@ -36,17 +71,17 @@ def claim_gpus(n: int, *, lock_dir: str | os.PathLike | None = None,
     devices = visible_gpu_indices() if devices is None else devices
     if not devices:
         return None
-    lock_dir = Path(lock_dir or os.environ.get("ILMOCO_GPU_LOCK_DIR", "/tmp/ilmoco-gpu-locks"))
-    lock_dir.mkdir(parents=True, exist_ok=True)
+    lock_dir = shared_lock_dir(Path(
+        lock_dir or os.environ.get("ILMOCO_GPU_LOCK_DIR", "/tmp/ilmoco-gpu-locks")))
     taken = []
     for i in devices:
-        fh = open(lock_dir / f"gpu{i}.lock", "w")  # noqa: SIM115 (held until exit)
+        fd = open_lock(lock_dir / f"gpu{i}.lock")
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            fh.close()
+            os.close(fd)
             continue
-        _held.append(fh)
+        _held.append(fd)  # held until the process exits
         taken.append(i)
         if len(taken) == n:
             break
@@ -80,3 +115,12 @@ def run_data_parallel(fn, args: tuple, nprocs: int) -> None:
 
     mp.start_processes(_worker, args=(nprocs, free_port(), fn, args), nprocs=nprocs,
                        join=True, start_method="spawn")
+
+
+def local_gpu_count(env=os.environ, dev_dir: str = "/dev") -> int:
+    """GPUs this machine offers to jobs: those listed in CUDA_VISIBLE_DEVICES when it is set,
+    else the NVIDIA device nodes."""
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([v for v in visible.split(",") if v.strip() and v.strip() != "-1"])
+    return len(visible_gpu_indices(dev_dir))

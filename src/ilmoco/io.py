@@ -20,6 +20,20 @@ class InputError(Exception):
     """Bad input: the message is one line naming the file, key or value and what to do."""
 
 
+class ConfigError(InputError, ValueError):
+    """A config value the workflow cannot run: ``where`` is the dotted key."""
+
+    def __init__(self, where: str, message: str):
+        super().__init__(f"config error at {where or '<top level>'}: {message}")
+        self.where = where
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -33,11 +47,14 @@ def _fsync_dir(path: Path) -> None:
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; on success fsync it and rename it over ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left untouched.
+    On any exception the temporary file is removed and ``path`` is left untouched. The file
+    gets the mode a plain ``open`` would give (0666 minus the umask), not mkstemp's 0600, so
+    colleagues on a shared filesystem can read results.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp = Path(tmp)
     try:

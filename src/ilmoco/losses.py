@@ -1,8 +1,10 @@
-"""The paper's losses as pure functions. Everything is computed in fp32.
+"""The losses as pure functions. Everything is computed in fp32 or higher (inputs from a
+bf16 autocast region are upcast; float64 stays float64).
 
 Notation: q, k are L2-normalised embeddings (N, D) of the query and key views; the queue
 holds K earlier keys (K, D); q_i, k_i are block-i outputs of the query encoder on view 1
-and of the momentum (key) encoder on view 2.
+and of the momentum (key) encoder on view 2; p is BYOL's prediction of the target
+projection z.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ import torch
 import torch.nn.functional as F
 
 
+def upcast(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in fp32, or in fp64 when it already is (half and bfloat16 are upcast)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float):
     """MoCo logits ``[q·k⁺, q·queue] / T`` of shape (N, 1 + K); the positive is column 0."""
-    q, k, queue = q.float(), k.float(), queue.float()
+    q, k, queue = upcast(q), upcast(k), upcast(queue)
     l_pos = (q * k).sum(dim=1, keepdim=True)
     l_neg = q @ queue.t()
     return torch.cat([l_pos, l_neg], dim=1) / temperature
@@ -54,8 +61,8 @@ def intermediate_mse(
     """
     terms = []
     for q, k, size, w in zip(q_blocks, k_blocks, pool_sizes, weights, strict=True):
-        pq = adaptive_pool(q.float(), size)
-        pk = adaptive_pool(k.detach().float(), size)
+        pq = adaptive_pool(upcast(q), size)
+        pk = adaptive_pool(upcast(k.detach()), size)
         terms.append(w * F.mse_loss(pq, pk))
     return terms
 
@@ -69,7 +76,7 @@ def off_diagonal(x: torch.Tensor) -> torch.Tensor:
 
 def batch_standardise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """BatchNorm without affine: (z − mean) / sqrt(biased var + eps), per feature."""
-    z = z.float()
+    z = upcast(z)
     mean = z.mean(0, keepdim=True)
     var = z.var(0, unbiased=False, keepdim=True)
     return (z - mean) / torch.sqrt(var + eps)
@@ -92,3 +99,15 @@ def barlow_twins_loss(
     on = (torch.diagonal(c) - 1).pow(2).sum()
     off = off_diagonal(c).pow(2).sum()
     return scale * (lambda_on * on + lambda_off * off)
+
+
+def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """BYOL's regression loss (Grill et al., 2020), averaged over the batch:
+
+        L = 1/N Σ_n ‖p̂_n − ẑ_n‖² = 1/N Σ_n (2 − 2·cos(p_n, z_n)),   x̂ = x / ‖x‖,
+
+    with p the online network's prediction and z the target projection (no gradient).
+    """
+    p = F.normalize(upcast(p), dim=1)
+    z = F.normalize(upcast(z.detach()), dim=1)
+    return (2 - 2 * (p * z).sum(dim=1)).mean()

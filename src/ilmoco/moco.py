@@ -1,10 +1,10 @@
-"""MoCo with intermediate-layer losses: ``moco``, ``moco_mse`` and ``moco_bt``.
+"""MoCo (He et al.; v2 by Chen et al.) with an intermediate-layer term.
 
-    L = InfoNCE(q, k, queue) + Σ_i term_i(q_i, k_i)
+    L = InfoNCE(q, k, queue) + Σ_i w_i · term(q_i, k_i)
 
-with q from the query encoder on view 1, k from the momentum (key) encoder on view 2, and
-term_i the block-i MSE or Barlow Twins loss. Only the query encoder (and the Barlow Twins
-projectors, shared by both branches) learn; the key encoder follows by EMA.
+with q from the query encoder on view 1, k from the momentum (key) encoder on view 2, and the
+term (none, MSE or Barlow Twins, see ``intermediate``) on the block outputs. Only the query
+encoder (and the term's projectors) learn; the key encoder follows by EMA.
 
 BatchNorm (``bn``): with one GPU, MoCo's shuffle-BN is a no-op, so choose
 * ``split``: SplitBatchNorm with ``bn_splits`` sub-batches in both encoders plus a shuffle
@@ -20,129 +20,79 @@ pointer lives on the host so enqueueing never synchronises with the GPU.
 
 from __future__ import annotations
 
-import copy
-import math
-from dataclasses import asdict, dataclass, field
-from functools import partial
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ilmoco import dist
-from ilmoco.backbone import Backbone, pooled_blocks
-from ilmoco.losses import barlow_twins_loss, infonce_loss, intermediate_mse
-
-METHODS = ("moco", "moco_mse", "moco_bt")
-
-
-@dataclass
-class MoCoConfig:
-    method: str = "moco"
-    arch: str = "resnet18"
-    in_channels: int = 3
-    zero_init_residual: bool = True
-    dim: int = 128
-    queue_size: int = 65536
-    momentum: float = 0.999
-    momentum_schedule: str = "constant"  # or "cosine" (m -> 1 over training)
-    temperature: float = 0.2
-    head: str = "mlp"  # "mlp" (MoCo v2) or "linear" (the official code)
-    bn: str = "split"
-    bn_splits: int = 8
-    mse_pool: list = field(default_factory=lambda: [16, 16, 4, 4])
-    mse_weights: list = field(default_factory=lambda: [0.25] * 4)
-    bt_weights: list = field(default_factory=lambda: [1.0] * 4)
-    bt_projector: list = field(default_factory=lambda: [2048, 2048, 2048])
-    bt_lambda_on: float = 5e-5
-    bt_lambda_off: float = 5e-5
-    bt_scale: float = 1 / 32
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class SplitBatchNorm(nn.BatchNorm2d):
-    """BatchNorm2d whose training statistics come from ``num_splits`` interleaved sub-batches.
-
-    Sample n belongs to sub-batch n mod num_splits; running statistics are the average over
-    sub-batches. Same parameters and state-dict keys as ``nn.BatchNorm2d``.
-    """
-
-    def __init__(self, num_features: int, num_splits: int = 8, **kwargs):
-        super().__init__(num_features, **kwargs)
-        self.num_splits = num_splits
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.num_splits
-        if not self.training or s == 1:
-            return super().forward(x)
-        n, c, h, w = x.shape
-        rm, rv = self.running_mean.repeat(s), self.running_var.repeat(s)
-        y = F.batch_norm(
-            x.reshape(n // s, s * c, h, w), rm, rv, self.weight.repeat(s), self.bias.repeat(s),
-            True, self.momentum if self.momentum is not None else 0.1, self.eps,
-        ).reshape(n, c, h, w)
-        with torch.no_grad():
-            self.running_mean.copy_(rm.view(s, c).mean(0))
-            self.running_var.copy_(rv.view(s, c).mean(0))
-            self.num_batches_tracked += 1
-        return y
-
-
-def projector(in_dim: int, widths) -> nn.Sequential:
-    """Barlow Twins projector: (Linear-BN-ReLU) for each hidden width, then a final Linear."""
-    layers, d = [], in_dim
-    for w in widths[:-1]:
-        layers += [nn.Linear(d, w, bias=False), nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
-        d = w
-    layers.append(nn.Linear(d, widths[-1], bias=False))
-    return nn.Sequential(*layers)
+from ilmoco.backbone import Backbone, norm_layer
+from ilmoco.intermediate import build_term
+from ilmoco.losses import infonce_loss
+from ilmoco.momentum import ema_update, momentum_copy
+from ilmoco.settings import MoCoSettings, TermSpec
 
 
 class Encoder(nn.Module):
-    """Backbone + MoCo head; returns the L2-normalised embedding and the block outputs."""
+    """Backbone + projection head; returns the embedding (L2-normalised when ``normalize``)
+    and the block outputs."""
 
-    def __init__(self, backbone: Backbone, dim: int, head: str):
+    def __init__(self, backbone: Backbone, head: nn.Module, normalize: bool = True):
         super().__init__()
-        self.backbone = backbone
-        d = backbone.out_dim
-        if head == "mlp":
-            self.head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, dim))
-        elif head == "linear":
-            self.head = nn.Linear(d, dim)
-        else:
-            raise ValueError(f"unknown head {head!r}; use 'mlp' or 'linear'")
+        self.backbone, self.head, self.normalize = backbone, head, normalize
 
     def forward(self, x):
         emb, blocks = self.backbone(x)
-        return F.normalize(self.head(emb), dim=1), blocks
+        z = self.head(emb)
+        return (F.normalize(z, dim=1) if self.normalize else z), blocks
 
 
-def momentum_at(step: int, total_steps: int, base: float, schedule: str) -> float:
-    """EMA coefficient: constant, or cosine from ``base`` to 1 over training (BYOL-style)."""
-    if schedule == "constant" or total_steps <= 1:
-        return base
-    return 1 - (1 - base) * (math.cos(math.pi * step / total_steps) + 1) / 2
+def moco_head(in_dim: int, dim: int, kind: str) -> nn.Module:
+    """MoCo v2's MLP head, or the single linear layer of MoCo v1 / the official code."""
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True),
+                             nn.Linear(in_dim, dim))
+    if kind == "linear":
+        return nn.Linear(in_dim, dim)
+    raise ValueError(f"unknown head {kind!r}; use 'mlp' or 'linear'")
+
+
+def shuffle_across_ranks(x: torch.Tensor, gen: torch.Generator | None):
+    """This rank's slice of a random permutation of the global batch, and the permutation
+    (shuffle-BN: the key encoder normalises over other samples than the query encoder)."""
+    b = x.shape[0]
+    xs = dist.gather(x)
+    perm = torch.randperm(xs.shape[0], generator=gen, device=gen.device if gen else None)
+    perm = perm.to(x.device)
+    r = dist.rank()
+    return xs[perm[r * b:(r + 1) * b]], perm
+
+
+def unshuffle(t: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+    """Outputs computed on shuffled inputs, back in this rank's original order."""
+    b = t.shape[0]
+    r = dist.rank()
+    return dist.gather(t)[torch.argsort(perm)[r * b:(r + 1) * b]]
 
 
 class MoCo(nn.Module):
-    def __init__(self, cfg: MoCoConfig):
+    """MoCo with a queue of ``queue_size`` negative keys and an intermediate term."""
+
+    def __init__(self, arch: str, in_channels: int, zero_init_residual: bool,
+                 moco: MoCoSettings, term: TermSpec):
         super().__init__()
-        if cfg.method not in METHODS:
-            raise ValueError(f"unknown method {cfg.method!r}; known: {METHODS}")
-        self.cfg = cfg
-        norm = partial(SplitBatchNorm, num_splits=cfg.bn_splits) if cfg.bn == "split" else None
-        backbone = Backbone(cfg.arch, cfg.in_channels, cfg.zero_init_residual, norm_layer=norm)
-        self.encoder_q = Encoder(backbone, cfg.dim, cfg.head)
-        self.encoder_k = copy.deepcopy(self.encoder_q)
-        for p in self.encoder_k.parameters():
-            p.requires_grad_(False)
-        if cfg.method == "moco_bt":
-            self.projectors = nn.ModuleList(
-                projector(d, cfg.bt_projector) for d in backbone.block_dims)
-        self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, cfg.dim), dim=1))
+        self.settings = moco
+        backbone = Backbone(arch, in_channels, zero_init_residual,
+                            norm_layer=norm_layer(moco.bn, moco.bn_splits))
+        self.encoder_q = Encoder(backbone, moco_head(backbone.out_dim, moco.dim, moco.head))
+        self.encoder_k = momentum_copy(self.encoder_q)
+        self.term = build_term(term, backbone.block_dims)
+        self.register_buffer("queue", F.normalize(torch.randn(moco.queue_size, moco.dim), dim=1))
         self.queue_ptr = 0
+
+    @property
+    def backbone(self) -> Backbone:
+        """The encoder that is kept after pretraining."""
+        return self.encoder_q.backbone
 
     # The pointer is a host int: saved through the state dict's extra state.
     def get_extra_state(self):
@@ -151,13 +101,8 @@ class MoCo(nn.Module):
     def set_extra_state(self, state):
         self.queue_ptr = int(state["queue_ptr"])
 
-    @torch.no_grad()
     def momentum_update(self, m: float) -> None:
-        """k ← m·k + (1 − m)·q for every parameter, as two fused multi-tensor ops."""
-        qp = [p.data for p in self.encoder_q.parameters()]
-        kp = [p.data for p in self.encoder_k.parameters()]
-        torch._foreach_mul_(kp, m)
-        torch._foreach_add_(kp, qp, alpha=1 - m)
+        ema_update(self.encoder_k, self.encoder_q, m)
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
@@ -170,56 +115,33 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def _keys(self, x_k: torch.Tensor, gen: torch.Generator | None, update: bool):
         # Validation (update=False) runs on one rank with BN frozen: no shuffle, no collective.
-        shuffle = update and (self.cfg.bn == "split" or (self.cfg.bn == "global"
-                                                         and dist.is_dist()))
+        shuffle = update and (self.settings.bn == "split" or (self.settings.bn == "global"
+                                                              and dist.is_dist()))
         if not shuffle:
             return self.encoder_k(x_k)
-        b = x_k.shape[0]
-        xs = dist.gather(x_k)
-        perm = torch.randperm(xs.shape[0], generator=gen, device=gen.device if gen else None)
-        perm = perm.to(x_k.device)
-        r = dist.rank()
-        k, blocks = self.encoder_k(xs[perm[r * b:(r + 1) * b]])
-        # Undo the shuffle: gather everything in shuffled order, pick this rank's samples.
-        inv = torch.argsort(perm)[r * b:(r + 1) * b]
-        k = dist.gather(k)[inv]
-        blocks = tuple(dist.gather(t)[inv] for t in blocks) if self.cfg.method != "moco" else ()
+        xs, perm = shuffle_across_ranks(x_k, gen)
+        k, blocks = self.encoder_k(xs)
+        k = unshuffle(k, perm)
+        blocks = tuple(unshuffle(t, perm) for t in blocks) if self.term.needs_blocks else ()
         return k, blocks
 
     def forward(self, x_q, x_k, gen: torch.Generator | None = None, update: bool = True,
                 momentum: float | None = None):
-        """One MoCo step's loss. ``update=False`` (validation) leaves EMA and queue untouched."""
-        cfg = self.cfg
+        """One step's loss and its named terms. ``update=False`` (validation) leaves the
+        momentum encoder and the queue untouched."""
         q, q_blocks = self.encoder_q(x_q)
         if update:
-            self.momentum_update(cfg.momentum if momentum is None else momentum)
+            self.momentum_update(self.settings.momentum if momentum is None else momentum)
         k, k_blocks = self._keys(x_k, gen, update)
-        logs = {}
-        loss = infonce_loss(q, k, self.queue.clone(), cfg.temperature)
-        logs["infonce"] = loss.detach()
-        if cfg.method == "moco_mse":
-            terms = intermediate_mse(q_blocks, k_blocks, cfg.mse_pool, cfg.mse_weights)
-            for i, t in enumerate(terms, 1):
-                logs[f"mse_block{i}"] = t.detach()
-                loss = loss + t
-        elif cfg.method == "moco_bt":
-            pq, pk = pooled_blocks(q_blocks), pooled_blocks(k_blocks)
-            for i, (proj, a, b, w) in enumerate(
-                    zip(self.projectors, pq, pk, cfg.bt_weights), 1):
-                z1, z2 = proj(a), proj(b.detach())
-                if update:  # Barlow Twins statistics over the global batch
-                    z1, z2 = dist.gather_with_grad(z1), dist.gather_with_grad(z2)
-                t = w * barlow_twins_loss(z1.float(), z2.float(), cfg.bt_lambda_on,
-                                          cfg.bt_lambda_off, cfg.bt_scale)
-                logs[f"bt_block{i}"] = t.detach()
-                loss = loss + t
+        loss = infonce_loss(q, k, self.queue.clone(), self.settings.temperature)
+        logs = {"infonce": loss.detach()}
+        for name, t in self.term(q_blocks, k_blocks, training=update).items():
+            logs[name] = t.detach()
+            loss = loss + t
         logs["loss"] = loss.detach()
         if update:
             self.enqueue(dist.gather(k.detach()))
         return loss, logs
 
     def trainable_modules(self) -> nn.ModuleList:
-        mods = [self.encoder_q]
-        if self.cfg.method == "moco_bt":
-            mods.append(self.projectors)
-        return nn.ModuleList(mods)
+        return nn.ModuleList([self.encoder_q, self.term])

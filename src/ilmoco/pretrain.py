@@ -1,84 +1,141 @@
-"""The ``pretrain`` stage: MoCo / MoCo+MSE / MoCo+BT on the train split's images.
+"""The ``pretrain`` stage: a self-supervised method (a base with an intermediate term) on the
+train split's images.
 
-Writes ``encoder.pt`` (the query backbone's weights plus the metadata fine-tuning checks)
-and ``metrics.csv`` (the loss curve: every term, learning rate, throughput, validation loss).
-Validation uses fixed augmentation draws and changes nothing: the momentum encoder and the
-queue are only touched by training steps.
+Writes ``encoder.pt`` (the learning branch's backbone plus the metadata later stages check)
+and ``metrics.csv`` (every loss term, learning rate and throughput at each log interval; per
+epoch the validation losses and the kNN monitor). Validation uses fixed augmentation draws
+and changes nothing: the momentum encoder and the queue are only touched by training steps.
+The saved encoder is the last epoch's, or (``select: val_loss``, as the official code) the
+epoch with the lowest validation loss.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ilmoco import dist
-from ilmoco.augment import GpuAugment, preset
+from ilmoco.augment import BatchAugment
+from ilmoco.batches import BatchSource
+from ilmoco.byol import BYOL
 from ilmoco.cache import ImageCache
-from ilmoco.config import git_revision
-from ilmoco.engine import (
-    BatchSource,
-    Checkpointer,
-    autocast,
-    build_optimizer,
-    configure_determinism,
-    fingerprint,
-    lr_at,
-    resolve_device,
-    step_generator,
-    train_loop,
-)
+from ilmoco.checkpoints import ResumeCheckpoint, save_encoder
+from ilmoco.classification import targets
+from ilmoco.datasets.base import DatasetMeta
+from ilmoco.evaluation import extract_features, model_state
 from ilmoco.io import write_csv
-from ilmoco.moco import MoCo, MoCoConfig, momentum_at
-
-ENCODER_FORMAT = 1
-
-
-def moco_config(cfg: dict, method: str, in_channels: int) -> MoCoConfig:
-    m, mse, bt = cfg["moco"], cfg["mse"], cfg["bt"]
-    return MoCoConfig(
-        method=method, arch=cfg["arch"], in_channels=in_channels,
-        zero_init_residual=cfg["zero_init_residual"], dim=m["dim"], queue_size=m["queue_size"],
-        momentum=m["momentum"], momentum_schedule=m["momentum_schedule"],
-        temperature=m["temperature"], head=m["head"], bn=m["bn"], bn_splits=m["bn_splits"],
-        mse_pool=list(mse["pool"]), mse_weights=list(mse["weights"]),
-        bt_weights=list(bt["weights"]), bt_projector=list(bt["projector"]),
-        bt_lambda_on=bt["lambda_on"], bt_lambda_off=bt["lambda_off"], bt_scale=bt["scale"],
-    )
+from ilmoco.knn import knn_scores
+from ilmoco.loop import train_loop
+from ilmoco.moco import MoCo
+from ilmoco.momentum import momentum_at
+from ilmoco.optim import build_optimizer, schedule
+from ilmoco.runtime import Runtime, fingerprint, prepare, step_generator
+from ilmoco.settings import PretrainRun, result_fields
+from ilmoco.stats import metric_fn
 
 
 @dataclass
 class PretrainJob:
-    dataset: str
-    method: str
+    """One pretraining: its settings and its files (``resume_path`` lies outside the
+    declared outputs, which Snakemake deletes before a job runs)."""
+
+    run: PretrainRun
     split_csv: str
+    meta: DatasetMeta
     cache_images: str
     cache_index: str
-    augment: str  # preset name
-    cfg: dict  # the resolved ``pretrain`` config section
     out_encoder: str
     out_metrics: str
-    ckpt_path: str
-    progress: bool = True
+    resume_path: str
 
 
-def _val_loss(model: MoCo, aug, images: np.ndarray, cfg, device, seed) -> dict:
+def build_model(run: PretrainRun, channels: int) -> MoCo | BYOL:
+    s = run.settings
+    if run.base == "moco":
+        return MoCo(s.arch, channels, s.zero_init_residual, s.moco, run.term)
+    if run.base == "byol":
+        return BYOL(s.arch, channels, s.zero_init_residual, s.byol, run.term)
+    raise ValueError(f"unknown SSL base {run.base!r}; use moco or byol")
+
+
+def momentum_settings(run: PretrainRun) -> tuple[float, str]:
+    base = run.settings.moco if run.base == "moco" else run.settings.byol
+    return base.momentum, base.momentum_schedule
+
+
+@dataclass
+class PretrainSetup:
+    """One pretraining's pieces: the model (and its DDP wrapper ``net``), optimiser,
+    augmentation and the step function the training loop calls."""
+
+    model: MoCo | BYOL
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    augment: BatchAugment | None
+    step_fn: Callable  # (uint8 batch, labels, generator, step) -> (loss, logs)
+    forward: Callable  # (view 1, view 2, generator, step) -> (loss, logs), views augmented
+    memory_format: torch.memory_format
+
+
+def setup(run: PretrainRun, channels: int, rt: Runtime, total_steps: int,
+          image_size: int | None, channels_last: bool, compile: bool,
+          augment: bool = True) -> PretrainSetup:
+    """Model, optimiser and per-step function, exactly as the ``pretrain`` stage uses them;
+    ``augment=False`` takes views that are already augmented."""
+    s, device = run.settings, rt.device
+    model = build_model(run, channels).to(device=device, dtype=rt.dtype)
+    if dist.is_dist() and run.base == "moco" and s.moco.bn == "sync":
+        from ilmoco.dist import convert_sync_batchnorm
+
+        model = convert_sync_batchnorm(model)
+    channels_last = device.type == "cuda" and channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.trainable_modules(), s.optimizer)
+    net = model
+    if dist.is_dist():
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, broadcast_buffers=False,
+            device_ids=[device.index] if device.type == "cuda" else None)
+    if compile:
+        for encoder in ((model.encoder_q, model.encoder_k) if run.base == "moco"
+                        else (model.online, model.target)):
+            encoder.compile(dynamic=False)
+    aug = BatchAugment(run.augment, image_size, rt.dtype) if augment else None
+    base_m, m_schedule = momentum_settings(run)
+    bs = s.batch_size
+    offset = dist.rank() * (bs // dist.world_size())
+
+    def forward(x1, x2, gen, step):
+        with rt.autocast():
+            return net(x1, x2, gen, update=True,
+                       momentum=momentum_at(step, total_steps, base_m, m_schedule))
+
+    def step_fn(x, _y, gen, step):
+        x1 = aug(x, gen, bs, offset).contiguous(memory_format=memory_format)
+        x2 = aug(x, gen, bs, offset).contiguous(memory_format=memory_format)
+        return forward(x1, x2, gen, step)
+
+    return PretrainSetup(model, net, optimizer, aug, step_fn, forward, memory_format)
+
+
+def validation_losses(model, aug: BatchAugment, images: np.ndarray, batch_size: int,
+                      rt: Runtime, seed: int) -> dict:
     """Mean validation losses on fixed augmentation draws; no EMA, no enqueue, BN frozen."""
     model.eval()
     sums, n = {}, 0
-    bs = cfg["batch_size"]
     with torch.no_grad():
-        for i, start in enumerate(range(0, len(images) - bs + 1, bs)):
-            x = torch.from_numpy(images[start:start + bs]).to(device)
-            g = step_generator(seed + 99991, i, device)
-            x1, x2 = aug(x, g), aug(x, g)
-            with autocast(device, cfg["precision"]):
-                _, logs = model(x1, x2, g, update=False)
+        for i, start in enumerate(range(0, len(images) - batch_size + 1, batch_size)):
+            x = torch.from_numpy(images[start:start + batch_size]).to(rt.device)
+            gen = step_generator(seed + 99991, i, rt.device)
+            x1, x2 = aug(x, gen), aug(x, gen)
+            with rt.autocast():
+                _, logs = model(x1, x2, gen, update=False)
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
@@ -86,133 +143,88 @@ def _val_loss(model: MoCo, aug, images: np.ndarray, cfg, device, seed) -> dict:
     return {f"val_{k}": v / n for k, v in sums.items()} if n else {}
 
 
-def run(job: PretrainJob) -> None:
-    cfg = job.cfg
-    device = resolve_device(cfg["device"])
-    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    dist.init_from_env(device.type)
-    configure_determinism(cfg["deterministic"], device)
-    seed = int(cfg["seed"])
+class KnnMonitor:
+    """Per-epoch kNN score of the backbone: a fixed, seeded bank of labelled train images,
+    the validation images as queries, the dataset's metric on the vote scores."""
 
+    def __init__(self, run: PretrainRun, meta: DatasetMeta, metric: str, cache: ImageCache,
+                 train: pd.DataFrame, val: pd.DataFrame, rt: Runtime):
+        knn = run.settings.knn
+        bank = train.sample(min(len(train), knn.bank_images), random_state=run.settings.seed)
+        self.bank, self.bank_y = cache.load(bank["image_id"]), targets(bank, meta)
+        self.queries, self.query_y = cache.load(val["image_id"]), targets(val, meta)
+        self.knn, self.meta, self.rt = knn, meta, rt
+        self.name = "f1_macro" if metric == "f1_pos_tuned" else metric
+
+    def __call__(self, backbone) -> dict:
+        if len(self.queries) == 0 or len(self.bank) == 0:
+            return {}
+        fb = extract_features(backbone, self.bank, self.rt.device, self.rt.precision)[3]
+        fq = extract_features(backbone, self.queries, self.rt.device, self.rt.precision)[3]
+        scores = knn_scores(fb, self.bank_y, fq, self.knn.k, self.knn.temperature,
+                            self.meta.task, self.meta.n_classes)
+        return {f"knn_{self.name}": float(metric_fn(self.name)(self.query_y, scores)[0])}
+
+
+def run(job: PretrainJob) -> None:
+    """Pretrain, resuming from ``job.resume_path`` when it holds a checkpoint of the same
+    settings and inputs."""
+    r, s = job.run, job.run.settings
+    rt = prepare(s.device, s.precision, s.deterministic, s.seed)
     split = pd.read_csv(job.split_csv, dtype={"image_id": str, "patient_id": str})
     cache = ImageCache(job.cache_images, job.cache_index)
-    train_rows = cache.rows(split.loc[split["split"] == "train", "image_id"])
-    val_ids = split.loc[split["split"] == "val", "image_id"]
-    val_ids = val_ids.sample(min(len(val_ids), cfg["val_max_images"]), random_state=seed)
-    val_images = cache.load(val_ids)
+    train = split[split["split"] == "train"]
+    val = split[split["split"] == "val"]
+    val = val.sample(min(len(val), s.val_max_images), random_state=s.seed)
+    val_images = cache.load(val["image_id"])
 
-    torch.manual_seed(seed)
-    source = BatchSource(cache.images, cfg["batch_size"], seed, device, cfg["data_placement"],
-                         rows=train_rows)
-    epochs, spe = cfg["epochs"], source.steps_per_epoch
-    total = epochs * spe
-    built = build(cfg, job.method, cache.channels, device,
-                  preset(job.augment, "ssl", cfg["augment_overrides"]), total, cache.size)
-    model, aug, opt = built.model, built.aug, cfg["optimizer"]
-    warmup = int(round(opt["warmup_epochs"] * spe))
+    source = BatchSource(cache.images, s.batch_size, s.seed, rt.device, s.data_placement,
+                         rows=cache.rows(train["image_id"]))
+    steps_per_epoch = source.steps_per_epoch
+    total = s.epochs * steps_per_epoch
+    parts = setup(r, cache.channels, rt, total, cache.size, s.channels_last, s.compile)
+    model = parts.model
+    monitor = KnnMonitor(r, job.meta, r.metric, cache, train, val, rt) if s.knn.enabled else None
+    validate = len(val_images) >= s.batch_size and dist.rank() == 0
 
     def on_epoch_end(epoch, state):
-        if len(val_images) >= cfg["batch_size"] and dist.rank() == 0:
-            row = {"step": (epoch + 1) * spe, "epoch": epoch}
-            row.update(_val_loss(model, aug, val_images, cfg, device, seed))
-            state.history.append(row)
+        if dist.rank() != 0 or not (validate or monitor):
+            return False
+        row = {"step": (epoch + 1) * steps_per_epoch, "epoch": epoch}
+        if validate:
+            row.update(validation_losses(model, parts.augment, val_images, s.batch_size, rt,
+                                         s.seed))
+            best = state.extra.get("best_val_loss")
+            if s.select == "val_loss" and (best is None or row["val_loss"] < best):
+                state.extra.update(best_val_loss=row["val_loss"], best_epoch=epoch,
+                                   best_backbone=model_state(model.backbone))
+        if monitor is not None:
+            row.update(monitor(model.backbone))
+        state.history.append(row)
         return False
 
-    tag = fingerprint(cfg, job.method, job.augment, job.split_csv, job.cache_index,
-                      dist.world_size())
-    ckpt = Checkpointer(job.ckpt_path, tag)
+    resume = ResumeCheckpoint(job.resume_path, fingerprint(
+        result_fields(r), job.split_csv, job.cache_index, dist.world_size()))
     state = train_loop(
-        modules=model, optimizer=built.optimizer, source=source, epochs=epochs,
-        step_fn=built.step_fn,
-        lr_fn=lambda g: lr_at(g, total, opt["lr"], opt["schedule"], warmup), ckpt=ckpt,
-        seed=seed, ckpt_every=cfg["checkpoint_every"], log_every=cfg["log_every"],
-        on_epoch_end=on_epoch_end, desc=f"pretrain {job.dataset}/{job.method}",
-        progress=job.progress, pairs_per_step=cfg["batch_size"],
+        modules=model, optimizer=parts.optimizer, source=source, epochs=s.epochs,
+        step_fn=parts.step_fn, lr_fn=schedule(s.optimizer, total, steps_per_epoch),
+        resume=resume, seed=s.seed, checkpoint_every=s.checkpoint_every,
+        log_every=s.log_every, on_epoch_end=on_epoch_end,
+        desc=f"pretrain {r.dataset}/{r.method}", progress=s.progress,
+        pairs_per_step=s.batch_size,
     )
     if dist.rank() == 0:
-        save_encoder(model, job, built.mcfg, cache, state)
+        selected = state.epoch - 1
+        if "best_backbone" in state.extra:
+            model.backbone.load_state_dict(state.extra["best_backbone"])
+            selected = state.extra["best_epoch"]
+        save_encoder(job.out_encoder, model.backbone, {
+            "dataset": r.dataset, "method": r.method, "arch": s.arch,
+            "in_channels": cache.channels, "image_size": cache.size, "seed": s.seed,
+            "epochs": int(state.epoch), "selected_epoch": int(selected),
+            "settings": result_fields(r)})
         write_csv(job.out_metrics, pd.DataFrame(state.history), float_format="%.6g")
-        ckpt.remove()
+        resume.remove()
     if dist.is_dist():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-
-
-@dataclass
-class Built:
-    """One pretraining run's pieces: the model (and its DDP wrapper ``net``), optimiser,
-    augmentation and the step function the training loop calls."""
-
-    model: MoCo
-    net: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    aug: GpuAugment | None
-    step_fn: Callable  # (uint8 batch, labels, generator, step) -> (loss, logs)
-    forward: Callable  # (view 1, view 2, generator, step) -> (loss, logs), views augmented
-    memory_format: torch.memory_format
-    mcfg: MoCoConfig
-
-
-def build(cfg: dict, method: str, channels: int, device: torch.device, augment,
-          total_steps: int, image_size: int | None = None) -> Built:
-    """Model, optimiser and per-step function, exactly as the ``pretrain`` stage uses them.
-
-    ``augment`` is an AugmentSpec (or None for pre-augmented input); the step function
-    takes uint8 batches, augments two views per image and returns (loss, logs).
-    """
-    mcfg = moco_config(cfg, method, channels)
-    if cfg["batch_size"] > mcfg.queue_size:
-        raise ValueError(f"pretrain.moco.queue_size ({mcfg.queue_size}) must be >= the batch "
-                         f"size ({cfg['batch_size']})")
-    model = MoCo(mcfg).to(device)
-    if dist.is_dist() and mcfg.bn == "sync":
-        from ilmoco.dist import convert_sync_batchnorm
-
-        model = convert_sync_batchnorm(model)
-    channels_last = device.type == "cuda" and cfg["channels_last"]
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.trainable_modules(), cfg["optimizer"])
-    net = model
-    if dist.is_dist():
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, broadcast_buffers=False,
-            device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg["compile"]:
-        model.encoder_q.compile(dynamic=False)
-        model.encoder_k.compile(dynamic=False)
-    aug = GpuAugment(augment, image_size) if augment is not None else None
-    mom = cfg["moco"]
-    bs = cfg["batch_size"]
-    offset = dist.rank() * (bs // dist.world_size())
-
-    def forward(x1, x2, gen, g):
-        with autocast(device, cfg["precision"]):
-            return net(x1, x2, gen, update=True,
-                       momentum=momentum_at(g, total_steps, mom["momentum"],
-                                            mom["momentum_schedule"]))
-
-    def step_fn(x, _y, gen, g):
-        x1 = aug(x, gen, bs, offset).contiguous(memory_format=memory_format)
-        x2 = aug(x, gen, bs, offset).contiguous(memory_format=memory_format)
-        return forward(x1, x2, gen, g)
-
-    return Built(model, net, optimizer, aug, step_fn, forward, memory_format, mcfg)
-
-
-def save_encoder(model: MoCo, job: PretrainJob, mcfg: MoCoConfig, cache, state) -> None:
-    from ilmoco.io import torch_save
-
-    backbone = model.encoder_q.backbone
-    sd = {k.replace("_orig_mod.", ""): v.detach().cpu() for k, v in backbone.state_dict().items()}
-    meta = {
-        "format_version": ENCODER_FORMAT, "kind": "pretrained", "dataset": job.dataset,
-        "method": job.method, "arch": mcfg.arch, "in_channels": mcfg.in_channels,
-        "image_size": cache.size, "moco": mcfg.to_dict(), "seed": int(job.cfg["seed"]),
-        "epochs": int(state.epoch), "git": git_revision(Path(__file__).parent),
-        "torch": str(torch.__version__),
-    }
-    torch_save({"backbone": sd, "meta": meta}, job.out_encoder)

@@ -6,8 +6,12 @@ with H the centering matrix (the 1/(n−1)² factors cancel). Linear kernels K =
 
     CKA_lin(X, Y) = ‖Yᵀ X‖_F² / (‖Xᵀ X‖_F · ‖Yᵀ Y‖_F)   on column-centred X, Y.
 
-RBF kernels use exp(−‖xᵢ − xⱼ‖² / (2σ²)) with σ = ``scale`` × the median pairwise distance
-(the official code's fixed σ = 0.8 on raw features can saturate the kernel).
+RBF kernels use exp(−‖xᵢ − xⱼ‖² / (2σ²)), with σ = ``scale`` × the median pairwise distance
+(``rbf``) or a fixed σ (``rbf_fixed``; the official code's choice, σ = 0.8 on raw pooled
+features, which can saturate the kernel when features are large).
+
+Feature reuse is averaged over random test subsets, as the official code (50 subsets of
+1,000 test images): :func:`cka_subsets` draws them, :func:`cka_over_subsets` averages.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     return float(num / den) if den > 0 else float("nan")
 
 
-def _rbf_gram(x: np.ndarray, scale: float) -> np.ndarray:
+def _rbf_gram(x: np.ndarray, scale: float = 1.0, sigma: float | None = None) -> np.ndarray:
+    """RBF Gram matrix with a fixed ``sigma``, or ``scale`` × the median distance."""
     x = np.asarray(x, np.float64)
     sq = (x * x).sum(1)
     d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0)
-    med = np.median(np.sqrt(d2[np.triu_indices(len(x), 1)]))
-    sigma = scale * med if med > 0 else 1.0
+    if sigma is None:
+        med = np.median(np.sqrt(d2[np.triu_indices(len(x), 1)]))
+        sigma = scale * med if med > 0 else 1.0
     return np.exp(-d2 / (2 * sigma * sigma))
 
 
@@ -49,27 +55,40 @@ def kernel_cka(k: np.ndarray, l: np.ndarray) -> float:
     return _hsic(k, l) / den if den > 0 else float("nan")
 
 
-def rbf_cka(x: np.ndarray, y: np.ndarray, scale: float = 1.0) -> float:
-    return kernel_cka(_rbf_gram(x, scale), _rbf_gram(y, scale))
+def rbf_cka(x: np.ndarray, y: np.ndarray, scale: float = 1.0,
+            sigma: float | None = None) -> float:
+    return kernel_cka(_rbf_gram(x, scale, sigma), _rbf_gram(y, scale, sigma))
 
 
-def cka(x, y, kernel: str = "linear", rbf_scale: float = 1.0) -> float:
+def cka(x, y, kernel: str = "linear", rbf_scale: float = 1.0, sigma: float = 0.8) -> float:
+    """CKA with a ``linear``, median-bandwidth ``rbf`` or fixed-``sigma`` ``rbf_fixed`` kernel."""
     if kernel == "linear":
         return linear_cka(x, y)
     if kernel == "rbf":
         return rbf_cka(x, y, rbf_scale)
-    raise ValueError(f"unknown CKA kernel {kernel!r}; use linear or rbf")
+    if kernel == "rbf_fixed":
+        return rbf_cka(x, y, sigma=sigma)
+    raise ValueError(f"unknown CKA kernel {kernel!r}; use linear, rbf or rbf_fixed")
 
 
-def cka_with_spread(x, y, kernel: str = "linear", resamples: int = 50, seed: int = 0,
-                    level: float = 0.95, rbf_scale: float = 1.0) -> dict:
-    """CKA on all rows plus a bootstrap spread (rows resampled with replacement)."""
+def cka_subsets(n: int, size: int, repeats: int, seed: int) -> list[np.ndarray]:
+    """``repeats`` index sets into ``n`` test images: random subsets of ``size`` drawn
+    without replacement (the official 50 × 1,000), or, when the test set is not larger
+    than ``size``, bootstrap resamples of all ``n`` (so the repeats still differ)."""
     rng = np.random.default_rng(seed)
-    est = cka(x, y, kernel, rbf_scale)
-    n = len(x)
-    reps = np.array([cka(x[i], y[i], kernel, rbf_scale)
-                     for i in (rng.integers(0, n, n) for _ in range(resamples))])
+    if n > size:
+        return [np.sort(rng.choice(n, size, replace=False)) for _ in range(repeats)]
+    return [np.sort(rng.integers(0, n, n)) for _ in range(repeats)]
+
+
+def cka_over_subsets(x, y, subsets, kernel: str = "linear", level: float = 0.95,
+                     rbf_scale: float = 1.0, sigma: float = 0.8) -> dict:
+    """Mean CKA over the subsets (rows of x and y), with a percentile interval and the
+    standard deviation across subsets."""
+    vals = np.array([cka(x[i], y[i], kernel, rbf_scale, sigma) for i in subsets])
     a = (1 - level) / 2 * 100
-    lo, hi = np.nanpercentile(reps, [a, 100 - a]) if resamples else (np.nan, np.nan)
-    return {"cka": est, "ci_low": float(lo), "ci_high": float(hi),
-            "std": float(np.nanstd(reps)) if resamples else float("nan"), "n": int(n)}
+    ok = vals[np.isfinite(vals)]
+    lo, hi = np.percentile(ok, [a, 100 - a]) if len(ok) else (np.nan, np.nan)
+    return {"cka": float(np.mean(ok)) if len(ok) else float("nan"), "ci_low": float(lo),
+            "ci_high": float(hi), "std": float(np.std(ok)) if len(ok) else float("nan"),
+            "n": int(len(subsets[0])) if subsets else 0, "repeats": len(subsets)}

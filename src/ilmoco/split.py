@@ -16,11 +16,20 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ilmoco.config import fraction_column, pct_name
 from ilmoco.datasets.base import DatasetMeta
 from ilmoco.io import InputError
 
 SPLITS = ("train", "val", "test")
+
+
+def pct_name(pct: float) -> str:
+    """1 -> '1', 6.0 -> '6', 0.5 -> '0.5' (the suffix of ``labeled_<pct>``)."""
+    return f"{float(pct):g}"
+
+
+def fraction_column(pct: float) -> str:
+    """The ``split.csv`` column of a label fraction: ``labeled_<pct>``."""
+    return f"labeled_{pct_name(pct)}"
 
 
 def label_matrix(df: pd.DataFrame, meta: DatasetMeta) -> np.ndarray:

@@ -1,23 +1,24 @@
 rule cka:
     """Feature reuse: CKA per block between the pretrained and each fine-tuned encoder."""
     input:
-        features=FEATURES,
+        unpack(lambda w: runs(w.dataset, ["model"], methods=[w.method])),
+        encoder=ENCODER,
+        split=SPLIT,
         images=CACHE_IMAGES,
         index=CACHE_INDEX,
-        models=expand(f"{FT}/model.pt", pct=PCTS, seed=SEEDS, allow_missing=True),
     output:
         CKA,
     params:
-        cfg=config["cka"],
-        runs=[(float(p), s) for p in PCTS for s in SEEDS],
-        device=config["finetune"]["device"],
-        precision=config["finetune"]["precision"],
+        run=S.cka_run(),
+        settings=result_fields(S.cka_run()),
         code=code("cka.py"),
     wildcard_constraints:
-        method=regex_alternatives(SSL_METHODS),
+        method=regex_alternatives(SSL),
     threads: 1
     resources:
         gpu=1,
+    benchmark:
+        f"{BENCH}/cka_{{method}}.tsv"
     log:
         f"{D}/logs/cka_{{method}}.log",
     conda:
@@ -29,15 +30,11 @@ rule cka:
 rule ks:
     """KS distance of each run's test probabilities to the reference 100 % model."""
     input:
-        predictions=expand(f"{FT}/predictions.csv", method=METHODS, pct=PCTS, seed=SEEDS,
-                           allow_missing=True),
-        metrics=expand(f"{FT}/metrics.json", method=METHODS, pct=PCTS, seed=SEEDS,
-                       allow_missing=True),
+        unpack(lambda w: runs(w.dataset, ["predictions", "metrics"])),
     output:
         KS,
     params:
-        runs=[(m, float(p), s) for m in METHODS for p in PCTS for s in SEEDS],
-        reference=lambda w: SETTINGS[w.dataset]["ks_reference"],
+        reference=lambda w: ds(w).ks_reference,
         code=code("ks.py"),
     log:
         f"{D}/logs/ks.log",
@@ -45,3 +42,22 @@ rule ks:
         ENV
     script:
         "../scripts/ks.py"
+
+
+rule paired:
+    """Each method's difference to the baseline on the same resampled test patients."""
+    input:
+        unpack(lambda w: runs(w.dataset, ["predictions", "metrics"])),
+    output:
+        PAIRED,
+    params:
+        baseline=S.paired.baseline,
+        bootstrap=S.bootstrap,
+        settings=result_fields(S.bootstrap),
+        code=code("paired.py"),
+    log:
+        f"{D}/logs/paired.log",
+    conda:
+        ENV
+    script:
+        "../scripts/paired.py"

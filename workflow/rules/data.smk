@@ -1,10 +1,10 @@
 rule synthetic_data:
-    """Write a synthetic dataset in its real on-disk layout (embedded default only)."""
+    """Write a synthetic dataset in its real on-disk layout (embedded demo only)."""
     output:
         directory("{root}"),
     params:
-        fmt=lambda w: SETTINGS[SYNTHETIC_ROOTS[w.root]]["format"],
-        options=lambda w: SETTINGS[SYNTHETIC_ROOTS[w.root]]["synthetic"],
+        fmt=lambda w: S.datasets[SYNTHETIC_ROOTS[w.root]].format,
+        options=lambda w: dict(S.datasets[SYNTHETIC_ROOTS[w.root]].synthetic),
         code=code("synthetic.py"),
     wildcard_constraints:
         root=regex_alternatives(SYNTHETIC_ROOTS),
@@ -19,12 +19,13 @@ rule synthetic_data:
 rule manifest:
     """Read the dataset root in its public layout into one row per image."""
     input:
-        root=lambda w: SETTINGS[w.dataset]["root"],
+        root=lambda w: S.datasets[w.dataset].root,
     output:
         manifest=MANIFEST,
         meta=META,
     params:
-        settings=ds,
+        format=lambda w: ds(w).format,
+        options=lambda w: ds(w).reader_options,
         code=code("manifest.py"),
     log:
         f"{D}/logs/manifest.log",
@@ -42,8 +43,8 @@ rule split:
     output:
         split=SPLIT,
     params:
-        split=config["split"],
-        fractions=config["fractions"],
+        split=result_fields(S.split),
+        fractions=list(S.fractions),
         code=code("split.py"),
     log:
         f"{D}/logs/split.log",
@@ -62,10 +63,13 @@ rule cache:
         images=CACHE_IMAGES,
         index=CACHE_INDEX,
     params:
-        root=lambda w: SETTINGS[w.dataset]["root"],
-        size=lambda w: SETTINGS[w.dataset]["image_size"],
+        root=lambda w: ds(w).root,
+        size=lambda w: ds(w).image_size,
+        fundus_crop=lambda w: ds(w).fundus_crop,
         code=code("cache.py"),
     threads: 4
+    benchmark:
+        f"{BENCH}/cache.tsv"
     log:
         f"{D}/logs/cache.log",
     conda:

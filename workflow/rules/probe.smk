@@ -1,43 +1,27 @@
-rule features:
-    """Block 1-4 features of a frozen model (eval mode), extracted once and cached."""
-    input:
-        model=frozen_model,
-        split=SPLIT,
-        images=CACHE_IMAGES,
-        index=CACHE_INDEX,
-    output:
-        temp(FEATURES),
-    params:
-        fraction=config["probe"]["fraction"],
-        device=config["finetune"]["device"],
-        precision=config["finetune"]["precision"],
-        code=code("features.py"),
-    threads: 1
-    resources:
-        gpu=1,
-    log:
-        f"{D}/logs/features_{{method}}.log",
-    conda:
-        ENV
-    script:
-        "../scripts/features.py"
-
-
 rule probe:
-    """Linear probes on block 1-4 features (block 4 = the linear probe), CIs on test."""
+    """Linear probes on the frozen block 1-4 features of one encoder (block 4 = the linear
+    probe), CIs on test; features are extracted once, in eval mode."""
     input:
-        features=FEATURES,
+        unpack(probed_model),
         split=SPLIT,
         meta=META,
+        images=CACHE_IMAGES,
+        index=CACHE_INDEX,
     output:
         csv=PROBE,
         json=f"{D}/probe/{{method}}/probe.json",
     params:
-        cfg=config["probe"],
-        bootstrap=config["bootstrap"],
-        metric=lambda w: SETTINGS[w.dataset]["metric"],
+        run=lambda w: S.probe_run(w.dataset, w.method),
+        settings=lambda w: result_fields(S.probe_run(w.dataset, w.method)),
+        init=lambda w: {"seed": S.pretrain.seed,
+                        "zero_init_residual": S.pretrain.zero_init_residual}
+        if w.method == RANDOM_INIT else {},
         code=code("probe.py"),
     threads: 1
+    resources:
+        gpu=1,
+    benchmark:
+        f"{BENCH}/probe_{{method}}.tsv"
     log:
         f"{D}/logs/probe_{{method}}.log",
     conda:

@@ -1,14 +1,65 @@
+localrules:
+    manifest,
+    split,
+    ks,
+    paired,
+    resolved_config,
+    tables,
+    figures,
+    readme,
+
+
+rule resolved_config:
+    """The run's complete configuration: every key, schema defaults filled in (a valid
+    --configfile that reproduces the run)."""
+    output:
+        RESOLVED,
+    params:
+        config=lambda w: dict(config),
+    log:
+        "logs/resolved_config.log",
+    conda:
+        ENV
+    script:
+        "../scripts/resolved_config.py"
+
+
+def table_inputs(wildcards):
+    d = DATASETS
+    return {
+        "finetune": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
+                           seed=SEEDS),
+        "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
+        "ckas": expand(CKA, dataset=d, method=SSL),
+        "kss": expand(KS, dataset=d) if HAS_FULL else [],
+        "paireds": expand(PAIRED, dataset=d) if len(METHODS) > 1 else [],
+    }
+
+
+def presentation():
+    """How tables and figures show the run: method order and display names, interval level."""
+    from ilmoco.paper import paper_dataset
+
+    return {
+        "order": METHODS + [RANDOM_INIT],
+        "display": S.display_names,
+        "datasets": {d: ds.display for d, ds in S.datasets.items()},
+        "level": S.bootstrap.level,
+        "supervised_from_finetune": S.probe.supervised_reference == "finetune",
+        "paper_datasets": {d: paper_dataset(ds.format, bool(ds.synthetic))
+                           for d, ds in S.datasets.items()},
+        "queue_size": S.pretrain.moco.queue_size,
+    }
+
+
 rule tables:
-    """The paper's five tables: tidy CSV, Markdown and LaTeX."""
+    """Every result table: tidy CSV, Markdown and LaTeX."""
     input:
-        finetune=expand(f"{FT}/metrics.json", dataset=DATASETS, method=METHODS, pct=PCTS,
-                        seed=SEEDS),
-        probes=expand(PROBE, dataset=DATASETS, method=probe_methods()),
-        ckas=expand(CKA, dataset=DATASETS, method=SSL),
-        kss=expand(KS, dataset=DATASETS) if HAS_FULL else [],
+        unpack(table_inputs),
     output:
         **{f"{t}_{e}": table_output(t, e) for t in TABLES for e in ("csv", "md", "tex")},
     params:
+        presentation=presentation(),
         code=code("tables.py"),
     log:
         "logs/tables.log",
@@ -18,19 +69,31 @@ rule tables:
         "../scripts/tables.py"
 
 
+def figure_inputs(wildcards):
+    d = wildcards.dataset
+    out = {
+        "metrics": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
+                          seed=SEEDS),
+        "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
+        "ckas": expand(CKA, dataset=d, method=SSL),
+        **{f"pretrain:{m}": PRETRAIN_METRICS.format(dataset=d, method=m) for m in SSL},
+        **runs(d, ["predictions"]),
+    }
+    if HAS_FULL:
+        out["ks"] = KS.format(dataset=d)
+    if len(METHODS) > 1:
+        out["paired"] = PAIRED.format(dataset=d)
+    return out
+
+
 rule figures:
-    """Per-dataset figures: fine-tuning bars, CKA, layer probes, KS CDFs, loss curves."""
+    """One dataset's figures, from its own analysis outputs."""
     input:
-        tables=expand("results/tables/{table}.csv", table=TABLES),
-        pretrain=expand(PRETRAIN_METRICS, method=SSL, allow_missing=True),
-        predictions=expand(f"{FT}/predictions.csv", method=METHODS, pct=PCTS, seed=SEEDS[0],
-                           allow_missing=True),
+        unpack(figure_inputs),
     output:
-        **{f"{f}_{e}": figure_output(f, e) for f in FIGURES for e in ("png", "pdf")},
+        **{f"{f}_{e}": figure_output(f, e) for f in figures() for e in ("png", "pdf")},
     params:
-        ssl=SSL,
-        runs=[(m, float(p)) for m in METHODS for p in PCTS],
-        queue_size=config["pretrain"]["moco"]["queue_size"],
+        presentation=presentation(),
         code=code("figures.py"),
     log:
         f"{D}/logs/figures.log",
@@ -38,10 +101,6 @@ rule figures:
         ENV
     script:
         "../scripts/figures.py"
-
-
-localrules:
-    readme,
 
 
 rule readme:

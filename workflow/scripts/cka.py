@@ -1,16 +1,19 @@
-"""Feature reuse: CKA between the pretrained encoder and each fine-tuned model."""
+"""Feature reuse: CKA between the pretrained encoder and each model fine-tuned from it."""
 
-from ilmoco.feature_reuse import run_cka
+from ilmoco.feature_reuse import CKAJob, run_cka
 from ilmoco.gpus import claim_gpus
+from ilmoco.registry import runs_by_key
 from ilmoco.runlog import job_log
+from ilmoco.settings import digest
 
-with job_log(snakemake.log[0], threads=snakemake.threads):
+w, inp, params = snakemake.wildcards, snakemake.input, snakemake.params
+with job_log(snakemake.log[0], threads=snakemake.threads, stage="cka",
+             what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
     claim_gpus(int(snakemake.resources.get("gpu", 0)))
-    run_cka(
-        dataset=snakemake.wildcards.dataset, method=snakemake.wildcards.method,
-        pretrained_features=snakemake.input.features,
-        finetuned=dict(zip(map(tuple, snakemake.params.runs), snakemake.input.models)),
-        cache_images=snakemake.input.images, cache_index=snakemake.input.index,
-        cfg=snakemake.params.cfg, out_csv=snakemake.output[0],
-        device=snakemake.params.device, precision=snakemake.params.precision,
-    )
+    models = runs_by_key(inp.items(), "model")
+    run_cka(CKAJob(
+        dataset=w.dataset, method=w.method, run=params.run, encoder=inp.encoder,
+        finetuned={(pct, seed): paths[0] for (_, pct, seed), paths in models.items()},
+        split_csv=inp.split, cache_images=inp.images, cache_index=inp.index,
+        out_csv=snakemake.output[0],
+    ))

@@ -1,22 +1,39 @@
-"""Render one dataset's figures (PNG + PDF)."""
+"""Render one dataset's figures (PNG + PDF) from its own analysis outputs."""
 
 import pandas as pd
 
-from ilmoco import figures
+from ilmoco import figures, tables
 from ilmoco.predictions import read_predictions
+from ilmoco.registry import runs_by_key
 from ilmoco.runlog import job_log
+from ilmoco.stats import chance_level
 
-with job_log(snakemake.log[0]):
-    ds, out = snakemake.wildcards.dataset, snakemake.output
-    tables = {p.split("/")[-1][:-4]: pd.read_csv(p) for p in snakemake.input.tables}
-    figures.finetune_bars(tables["finetune"], ds, out.finetune_png, out.finetune_pdf)
-    figures.cka_lines(tables["feature_reuse"], ds, out.feature_reuse_png, out.feature_reuse_pdf)
-    figures.layer_probe_curves(tables["layer_probe"], ds, out.layer_probe_png,
-                               out.layer_probe_pdf)
-    curves = {tuple(r): read_predictions(p)[2]
-              for r, p in zip(snakemake.params.runs, snakemake.input.predictions)}
-    ks = tables["ks_distance"].rename(columns={"estimate": "ks"})
-    figures.ks_cdfs(curves, ks, ds, out.ks_cdf_png, out.ks_cdf_pdf)
-    losses = {m: pd.read_csv(p) for m, p in zip(snakemake.params.ssl, snakemake.input.pretrain)}
-    figures.pretrain_curves(losses, ds, out.pretrain_loss_png, out.pretrain_loss_pdf,
-                            queue_size=snakemake.params.queue_size)
+d, inp, out = snakemake.wildcards.dataset, snakemake.input, snakemake.output
+view = snakemake.params.presentation
+order, display, level = view["order"], view["display"], view["level"]
+title = view["datasets"][d]
+
+with job_log(snakemake.log[0], stage="figures", what=d):
+    ft = tables.finetune_table(inp.metrics)
+    predictions = {(m, pct): read_predictions(p[0]) for (m, pct, seed), p in
+                   runs_by_key(inp.items(), "predictions").items()}
+    y = next(iter(predictions.values()))[1]
+    chance = chance_level(ft["metric"].iloc[0], y)
+    figures.finetune_dots(ft, title, order, display, out.finetune_png, out.finetune_pdf,
+                          chance, level)
+    linear, layer = tables.probe_tables(inp.probes)
+    figures.layer_probe_dots(layer, title, order, display, out.layer_probe_png,
+                             out.layer_probe_pdf, chance, level)
+    figures.cka_lines(tables.feature_reuse_table(inp.ckas, ft), title, order, display,
+                      out.feature_reuse_png, out.feature_reuse_pdf, level)
+    if "ks_cdf_png" in out.keys():
+        ks = pd.read_csv(inp.ks)
+        figures.ks_cdfs({k: v[2] for k, v in predictions.items()}, ks, title, order, display,
+                        out.ks_cdf_png, out.ks_cdf_pdf)
+    curves = {key.split(":", 1)[1]: pd.read_csv(path) for key, path in inp.items()
+              if key.startswith("pretrain:")}
+    figures.pretrain_curves(curves, title, order, display, out.pretrain_loss_png,
+                            out.pretrain_loss_pdf, queue_size=view["queue_size"])
+    if "paired_difference_png" in out.keys():
+        figures.paired_forest(tables.paired_table([inp.paired]), title, order, display,
+                              out.paired_difference_png, out.paired_difference_pdf, level)

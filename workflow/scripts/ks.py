@@ -1,10 +1,10 @@
 """KS distance between low-label runs and the reference 100 % run."""
 
 from ilmoco.ks import run_ks
+from ilmoco.registry import runs_by_key
 from ilmoco.runlog import job_log
 
-with job_log(snakemake.log[0]):
-    runs = {tuple(r): (p, m) for r, p, m in zip(
-        snakemake.params.runs, snakemake.input.predictions, snakemake.input.metrics)}
-    run_ks(dataset=snakemake.wildcards.dataset, runs=runs,
+with job_log(snakemake.log[0], stage="ks", what=snakemake.wildcards.dataset):
+    run_ks(dataset=snakemake.wildcards.dataset,
+           runs=runs_by_key(snakemake.input.items(), "predictions", "metrics"),
            reference=snakemake.params.reference, out_csv=snakemake.output[0])

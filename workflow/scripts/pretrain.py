@@ -1,19 +1,22 @@
-"""Self-supervised pretraining (moco, moco_mse, moco_bt); data-parallel when given >1 GPU."""
+"""Self-supervised pretraining of one method; data-parallel when given more than one GPU."""
 
+from ilmoco.datasets.base import DatasetMeta
 from ilmoco.gpus import claim_gpus, run_data_parallel
+from ilmoco.io import read_json
 from ilmoco.pretrain import PretrainJob, run
 from ilmoco.runlog import job_log
+from ilmoco.settings import digest
 
-with job_log(snakemake.log[0], threads=snakemake.threads):
+w, inp, out, params = snakemake.wildcards, snakemake.input, snakemake.output, snakemake.params
+with job_log(snakemake.log[0], threads=snakemake.threads, stage="pretrain",
+             what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
     gpus = int(snakemake.resources.get("gpu", 0))
     claim_gpus(gpus)
-    job = PretrainJob(
-        dataset=snakemake.wildcards.dataset, method=snakemake.wildcards.method,
-        split_csv=snakemake.input.split, cache_images=snakemake.input.images,
-        cache_index=snakemake.input.index, augment=snakemake.params.augment,
-        cfg=snakemake.params.cfg, out_encoder=snakemake.output.encoder,
-        out_metrics=snakemake.output.metrics, ckpt_path=snakemake.params.ckpt,
-    )
+    job = PretrainJob(run=params.run, split_csv=inp.split,
+                      meta=DatasetMeta.from_dict(read_json(inp.meta)),
+                      cache_images=inp.images, cache_index=inp.index,
+                      out_encoder=out.encoder, out_metrics=out.metrics,
+                      resume_path=params.resume)
     import torch
 
     run_data_parallel(run, (job,), gpus if gpus > 1 and torch.cuda.is_available() else 1)

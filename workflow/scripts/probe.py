@@ -1,16 +1,21 @@
-"""Layer-wise linear probes (block 4 = the linear probe) with test CIs."""
+"""Layer-wise linear probes of one frozen encoder (block 4 = the linear probe), test CIs."""
 
-from ilmoco.datasets import DatasetMeta
+from ilmoco.datasets.base import DatasetMeta
+from ilmoco.gpus import claim_gpus
 from ilmoco.io import read_json
 from ilmoco.probe import ProbeJob, run_probe
 from ilmoco.runlog import job_log
+from ilmoco.settings import digest
 
-with job_log(snakemake.log[0], threads=snakemake.threads):
-    run_probe(ProbeJob(
-        dataset=snakemake.wildcards.dataset, method=snakemake.wildcards.method,
-        features=snakemake.input.features, split_csv=snakemake.input.split,
-        meta=DatasetMeta.from_dict(read_json(snakemake.input.meta)),
-        metric=snakemake.params.metric, cfg=snakemake.params.cfg,
-        bootstrap=snakemake.params.bootstrap, out_csv=snakemake.output.csv,
-        out_json=snakemake.output.json,
+w, inp, out, params = snakemake.wildcards, snakemake.input, snakemake.output, snakemake.params
+with job_log(snakemake.log[0], threads=snakemake.threads, stage="probe",
+             what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
+    claim_gpus(int(snakemake.resources.get("gpu", 0)))
+    init = params.init
+    df = run_probe(ProbeJob(
+        run=params.run, model=inp.get("model"), init_seed=init.get("seed", 0),
+        zero_init_residual=init.get("zero_init_residual", True), split_csv=inp.split,
+        meta=DatasetMeta.from_dict(read_json(inp.meta)), cache_images=inp.images,
+        cache_index=inp.index, out_csv=out.csv, out_json=out.json,
     ))
+    print(df[["block", "estimate", "ci_low", "ci_high"]].to_string(index=False))

@@ -4,12 +4,12 @@ import warnings
 
 import pandas as pd
 
-from ilmoco.datasets import DatasetMeta
+from ilmoco.datasets.base import DatasetMeta
 from ilmoco.io import read_json, write_csv
 from ilmoco.runlog import job_log
 from ilmoco.split import make_split
 
-with job_log(snakemake.log[0]):
+with job_log(snakemake.log[0], stage="split", what=snakemake.wildcards.dataset):
     warnings.simplefilter("always")
     cfg = snakemake.params.split
     meta = DatasetMeta.from_dict(read_json(snakemake.input.meta))

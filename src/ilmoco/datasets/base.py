@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ilmoco.io import InputError
+from ilmoco.runlog import log
 
 # Columns every manifest starts with; label columns follow.
 BASE_COLUMNS = ["image_id", "path", "patient_id"]
@@ -38,10 +38,6 @@ class DatasetMeta:
     @classmethod
     def from_dict(cls, d: dict) -> DatasetMeta:
         return cls(**d)
-
-
-def log(msg: str) -> None:
-    print(f"[ilmoco] {msg}", file=sys.stderr, flush=True)
 
 
 def require_columns(df: pd.DataFrame, required: list[str], source: Path) -> None:

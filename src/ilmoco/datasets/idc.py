@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ilmoco.datasets.base import DatasetMeta, log, require_dir
+from ilmoco.datasets.base import DatasetMeta, require_dir
+from ilmoco.runlog import log
 from ilmoco.io import InputError
 
 PATCH_RE = re.compile(r"^(?P<pid>[^_/]+)_idx5_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<c>[01])\.png$")

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ilmoco.datasets.base import DatasetMeta, log, require_dir
+from ilmoco.datasets.base import DatasetMeta, require_dir
+from ilmoco.runlog import log
 from ilmoco.io import InputError
 
 CHESTMNIST_LABELS = [

@@ -1,7 +1,8 @@
-"""The prediction task of a dataset: targets, outputs, loss and probabilities.
+"""Classification heads of the three kinds of task: targets, outputs, loss, probabilities.
 
 Multi-label (NIH): one sigmoid + BCE per label. Binary (IDC, EyePACS): a 2-way softmax with
-cross-entropy, as the paper. Multi-class (some MedMNIST sets): K-way softmax.
+cross-entropy, as the paper. Multi-class (some MedMNIST sets): K-way softmax. Losses and
+probabilities are computed in fp32 or higher.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ilmoco.datasets.base import DatasetMeta
+from ilmoco.losses import upcast
 
 
 def n_outputs(meta: DatasetMeta) -> int:
@@ -25,14 +27,15 @@ def targets(df: pd.DataFrame, meta: DatasetMeta) -> np.ndarray:
 
 
 def loss_fn(logits: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    logits = upcast(logits)
     if task == "multilabel":
-        return F.binary_cross_entropy_with_logits(logits.float(), y.float())
-    return F.cross_entropy(logits.float(), y.long())
+        return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
+    return F.cross_entropy(logits, y.long())
 
 
 def probabilities(logits: torch.Tensor, task: str) -> torch.Tensor:
     """Multi-label: sigmoid per label; binary: softmax P(positive); multi-class: softmax."""
-    logits = logits.float()
+    logits = upcast(logits)
     if task == "multilabel":
         return torch.sigmoid(logits)
     p = torch.softmax(logits, dim=1)
