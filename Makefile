@@ -9,13 +9,15 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: install demo test lint report readme-results clean-results help
+.PHONY: install demo test test-fast lint report readme-results slurm-profile calibrate \
+	clean-results help
 
 help:
-	@echo "make demo | test | lint | report | readme-results | clean-results"
+	@echo "make demo | test | test-fast | lint | report | readme-results | slurm-profile |"
+	@echo "     calibrate | clean-results"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "$(PYTHON) -m venv failed; on Debian/Ubuntu: sudo apt-get install python3-venv"; exit 1; }
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
@@ -30,6 +32,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
+# The unit tests alone (no Snakemake runs), for the edit loop.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
 lint: $(STAMP)
 	$(BIN)/ruff check src workflow/scripts tests bench
 	$(SNAKEMAKE) --lint
@@ -37,10 +43,21 @@ lint: $(STAMP)
 report: $(STAMP)
 	$(SNAKEMAKE) --cores $(CORES) --report results/report.html
 
-# Regenerate the README's demo figure and table from results/ of the embedded default run.
+# Regenerate the README's demo section from results/ of the embedded default run.
 readme-results: $(STAMP)
 	$(SNAKEMAKE) --cores $(CORES) readme
 
+# One-time cluster set-up: writes ~/.config/snakemake/slurm/config.yaml from
+# profiles/slurm/config.yaml and your ~/.config/ilmoco/site.yaml (created from
+# profiles/slurm/site.example.yaml on first use). Then: snakemake --profile slurm ...
+slurm-profile: $(STAMP)
+	$(BIN)/python -m ilmoco.site slurm $(if $(FORCE),--force)
+
+# Refit the throughput table behind the runtime requests from a finished run's benchmarks.
+calibrate: $(STAMP)
+	$(BIN)/python -m ilmoco.resources calibrate --results results --benchmarks benchmarks \
+		--out $${XDG_CONFIG_HOME:-$$HOME/.config}/ilmoco/throughput.yaml
+
 # Removes results and Snakemake's metadata; never touches raw data (data/ or a dataset root).
 clean-results:
-	rm -rf results .snakemake logs
+	rm -rf results .snakemake logs benchmarks

@@ -3,9 +3,9 @@
 Measures MoCo pairs per second for
   * ceiling   - the MoCo step alone (query fwd+bwd, key fwd, queue logits, EMA, optimiser)
                 on random tensors already on the device, bf16 + channels_last + compile;
-  * project   - this project's real pretraining loop (``ilmoco.engine.train_loop`` with the
-                step ``ilmoco.pretrain`` builds) fed from a uint8 cache with the dataset's
-                per-sample augmentation, for moco, moco_mse and moco_bt;
+  * project   - this project's real pretraining loop (``ilmoco.loop.train_loop`` with the
+                step ``ilmoco.pretrain.setup`` builds) fed from a uint8 cache with the
+                dataset's per-sample augmentation, for moco, moco_mse and moco_bt;
   * official  - an official-style baseline: PIL augmentation in DataLoader workers, fp32
                 eager, the same model;
 and prints one table plus the ratios (project / ceiling, project / official, each method /
@@ -18,7 +18,7 @@ Runs on CPU with small sizes (the CI smoke test) and writes JSON for the README.
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import datetime
 import json
 import platform
@@ -35,7 +35,10 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from ilmoco import pretrain  # noqa: E402
 from ilmoco.augment import AugmentSpec, preset  # noqa: E402
-from ilmoco.engine import BatchSource, resolve_device, train_loop  # noqa: E402
+from ilmoco.batches import BatchSource  # noqa: E402
+from ilmoco.loop import train_loop  # noqa: E402
+from ilmoco.runtime import Runtime, compute_dtype, resolve_device  # noqa: E402
+from ilmoco.settings import resolve  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -70,24 +73,40 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def pretrain_cfg(args, device) -> dict:
-    """The schema's pretraining defaults, adjusted to the benchmark's arguments."""
-    import yaml
+def pretrain_runs(args, device) -> dict:
+    """The typed run of each method: the schema defaults adjusted to the benchmark's
+    arguments (the same objects the ``pretrain`` stage receives)."""
     from snakemake.utils import validate
 
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
-    cfg = copy.deepcopy(config["pretrain"])
     cuda = device.type == "cuda"
-    cfg.update(arch=args.arch, batch_size=args.batch, device=str(device),
-               precision=args.precision, channels_last=args.channels_last and cuda,
-               compile=cuda if args.compile is None else args.compile,
-               data_placement=args.placement, checkpoint_every=0, log_every=10**9)
     # SplitBatchNorm over 8 sub-batches (v2 preset) when the batch is large enough for it
     splits = 8 if args.batch % 8 == 0 and args.batch >= 128 else 1
-    cfg["moco"].update(queue_size=args.queue, bn="split", bn_splits=splits)
-    cfg["bt"].update(projector=args.projector)
-    return cfg
+    config = {
+        "datasets": {"bench": {"format": "nih_cxr14", "root": ".", "image_size": args.size,
+                               "augment": args.augment}},
+        "use_datasets": ["bench"], "methods": ["moco", *[m for m in args.methods
+                                                         if m != "moco"]],
+        "pretrain": {"arch": args.arch, "batch_size": args.batch, "device": str(device),
+                     "precision": args.precision, "channels_last": args.channels_last and cuda,
+                     "compile": cuda if args.compile is None else args.compile,
+                     "data_placement": args.placement, "checkpoint_every": 0,
+                     "log_every": 10**9, "progress": "quiet",
+                     "moco": {"queue_size": args.queue, "bn": "split", "bn_splits": splits},
+                     "bt": {"projector": args.projector}},
+    }
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    s = resolve(config)
+    return {m: s.pretrain_run("bench", m) for m in s.ssl_methods}
+
+
+def runtime_of(run, device) -> Runtime:
+    return Runtime(device, run.settings.precision, compute_dtype(run.settings.precision))
+
+
+def build(run, args, device, total_steps=1, augment=False):
+    s = run.settings
+    return pretrain.setup(run, args.channels, runtime_of(run, device), total_steps, args.size,
+                          s.channels_last, s.compile, augment=augment)
 
 
 def sync(device):
@@ -105,10 +124,10 @@ def peak_gb(device):
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def measure_ceiling(args, cfg, device) -> dict:
+def measure_ceiling(args, runs, device) -> dict:
     """The MoCo step alone on random tensors already on the device."""
     torch.manual_seed(0)
-    built = pretrain.build(cfg, "moco", args.channels, device, augment=None, total_steps=1)
+    built = build(runs["moco"], args, device)
     fmt = built.memory_format
     x1 = torch.rand(args.batch, args.channels, args.size, args.size, device=device)
     x2 = torch.rand_like(x1)
@@ -137,20 +156,20 @@ def timed(step, args, device) -> dict:
             "peak_gpu_gb": peak_gb(device)}
 
 
-def measure_project(args, cfg, device, method, cache) -> dict:
+def measure_project(args, runs, device, method, cache) -> dict:
     """The real loop: uint8 cache -> per-sample augmentation -> MoCo step, via train_loop."""
     torch.manual_seed(0)
-    spec = preset(args.augment, "ssl")
-    built = pretrain.build(cfg, method, args.channels, device, augment=spec,
-                           total_steps=args.warmup + args.steps, image_size=args.size)
+    run_settings = runs[method]
+    built = build(run_settings, args, device, args.warmup + args.steps, augment=True)
+    s = run_settings.settings
     reset_memory(device)
 
     def run(n_steps, seed):
         rows = np.arange(n_steps * args.batch) % len(cache)
-        src = BatchSource(cache, args.batch, seed, device, cfg["data_placement"], rows=rows)
+        src = BatchSource(cache, args.batch, seed, device, s.data_placement, rows=rows)
         train_loop(modules=built.model, optimizer=built.optimizer, source=src, epochs=1,
-                   step_fn=built.step_fn, lr_fn=lambda g: cfg["optimizer"]["lr"], ckpt=None,
-                   seed=seed, log_every=10**9, progress=False)
+                   step_fn=built.step_fn, lr_fn=lambda step: s.optimizer.lr, resume=None,
+                   seed=seed, log_every=10**9, progress="quiet")
 
     run(args.warmup, 0)
     sync(device)
@@ -210,12 +229,13 @@ class TwoViews(torch.utils.data.Dataset):
         return self.transform(im), self.transform(im)
 
 
-def measure_official(args, cfg, device, cache) -> dict:
+def measure_official(args, runs, device, cache) -> dict:
     """PIL augmentation in DataLoader workers, fp32 eager, the same MoCo model."""
     torch.manual_seed(0)
-    ocfg = copy.deepcopy(cfg)
-    ocfg.update(precision="fp32", compile=False, channels_last=False)
-    built = pretrain.build(ocfg, "moco", args.channels, device, augment=None, total_steps=1)
+    moco = runs["moco"]
+    official = dataclasses.replace(moco, settings=dataclasses.replace(
+        moco.settings, precision="fp32", compile=False, channels_last=False))
+    built = build(official, args, device)
     ds = TwoViews(cache, pil_pipeline(preset(args.augment, "ssl"), args.size))
     loader = torch.utils.data.DataLoader(
         ds, batch_size=args.batch, shuffle=True, drop_last=True, num_workers=args.workers,
@@ -238,16 +258,16 @@ def measure_official(args, cfg, device, cache) -> dict:
     return timed(step, args, device)
 
 
-def max_batch(args, cfg, device, method="moco_bt", limit=4096) -> int:
+def max_batch(args, runs, device, method="moco_bt", limit=4096) -> int:
     """Largest batch (power-of-two search, then bisection) whose step fits in memory."""
+    run = runs[method]
 
     def fits(b):
-        c = copy.deepcopy(cfg)
-        c["batch_size"] = b
-        c["moco"]["bn_splits"] = 1
+        s = run.settings
+        c = dataclasses.replace(run, settings=dataclasses.replace(
+            s, batch_size=b, moco=dataclasses.replace(s.moco, bn_splits=1)))
         try:
-            built = pretrain.build(c, method, args.channels, device, augment=None,
-                                   total_steps=1)
+            built = build(c, args, device)
             x = torch.rand(b, args.channels, args.size, args.size, device=device)
             loss, _ = built.forward(x, x, None, 0)
             loss.backward()
@@ -274,7 +294,7 @@ def main(argv=None) -> dict:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    cfg = pretrain_cfg(args, device)
+    runs = pretrain_runs(args, device)
     n = args.images or max(args.batch * (args.warmup + args.steps), args.batch * 4)
     rng = np.random.default_rng(0)
     tmp = tempfile.TemporaryDirectory()
@@ -286,15 +306,15 @@ def main(argv=None) -> dict:
 
     results = {}
     if "ceiling" not in args.skip:
-        results["ceiling"] = measure_ceiling(args, cfg, device)
+        results["ceiling"] = measure_ceiling(args, runs, device)
     if "project" not in args.skip:
         for m in args.methods:
-            results[m] = measure_project(args, cfg, device, m, cache)
+            results[m] = measure_project(args, runs, device, m, cache)
     if "official" not in args.skip:
-        results["official"] = measure_official(args, cfg, device, cache)
+        results["official"] = measure_official(args, runs, device, cache)
     extra = {}
     if args.max_batch and device.type == "cuda":
-        extra["max_batch_moco_bt"] = max_batch(args, cfg, device)
+        extra["max_batch_moco_bt"] = max_batch(args, runs, device)
 
     def ratio(a, b):
         return results[a]["pairs_per_s"] / results[b]["pairs_per_s"] \

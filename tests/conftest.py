@@ -1,5 +1,8 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +10,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))  # tests/layouts.py
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The suite writes nothing outside the checkout and the temp directory: the caches and
+# settings of matplotlib, Snakemake and this project go to a throw-away home, and no real
+# site file (~/.config/ilmoco/site.yaml) or GPU lock directory of the machine is used.
+_HOME = Path(tempfile.mkdtemp(prefix="ilmoco-tests-"))
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+for var, sub in (("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config"),
+                 ("MPLCONFIGDIR", "matplotlib")):
+    os.environ[var] = str(_HOME / sub)
+os.environ["ILMOCO_SITE"] = str(_HOME / "site.yaml")
+os.environ["ILMOCO_GPU_LOCK_DIR"] = str(_HOME / "gpu-locks")
 
 
 @pytest.fixture(autouse=True)

@@ -93,7 +93,7 @@ def write_medmnist(root: Path, name="chestmnist.npz", n=(12, 4, 6), n_labels=14,
 
 def nih_rows(n_patients=30, per_patient=2, seed=0):
     """Rows with realistic label structure: ~half 'No Finding', some multi-label."""
-    from ilmoco.datasets.nih import NIH_LABELS
+    from ilmoco.datasets.formats import NIH_LABELS
 
     rng = np.random.default_rng(seed)
     rows = []

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from ilmoco.cache import build_cache
 from ilmoco.datasets.readers import read_manifest
+from ilmoco.decode import build_cache
 from ilmoco.io import write_csv, write_json
 from ilmoco.settings import resolve
 from ilmoco.split import make_split

@@ -5,8 +5,9 @@ import pytest
 from layouts import nih_rows, write_eyepacs, write_idc, write_nih
 from PIL import Image
 
-from ilmoco.cache import ImageCache, build_cache, load_image
+from ilmoco.cache import ImageCache
 from ilmoco.datasets.readers import read_manifest
+from ilmoco.decode import build_cache, load_image
 from ilmoco.io import InputError
 
 
@@ -107,7 +108,7 @@ def draw_fundus(w=120, h=90, cx=64, cy=44, r=38):
 
 
 def test_fundus_crop_finds_the_disc_and_keeps_it_whole():
-    from ilmoco.cache import crop_fundus, fundus_box
+    from ilmoco.decode import crop_fundus, fundus_box
 
     img, expected = draw_fundus()
     box = fundus_box(img)

@@ -9,8 +9,6 @@ fp32 trajectory of 2 processes drifts from the 1-process one by BLAS-dependent r
 differently on every CPU model.)
 """
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,6 +51,7 @@ def initial_backbone(job) -> dict:
     return {k: v.clone() for k, v in model.backbone.state_dict().items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["moco_mse", "moco_bt"])
 def test_first_step_matches_in_fp32(data, tmp_path, method, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -73,6 +72,7 @@ def test_first_step_matches_in_fp32(data, tmp_path, method, monkeypatch):
     assert moved > 10  # the step changed the weights: the update is what was compared
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["moco_mse", "moco_bt"])
 def test_several_steps_match_in_fp64(data, tmp_path, method, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -86,26 +86,3 @@ def test_several_steps_match_in_fp64(data, tmp_path, method, monkeypatch):
         if wa[k].is_floating_point():
             assert wa[k].dtype == torch.float64
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-9, atol=1e-12)
-
-
-def test_claim_gpus_pins_distinct_free_devices(tmp_path):
-    env_a, env_b = {}, {}
-    assert gpus.claim_gpus(1, lock_dir=tmp_path, devices=[0, 1], env=env_a) == [0]
-    assert gpus.claim_gpus(1, lock_dir=tmp_path, devices=[0, 1], env=env_b) == [1]
-    assert env_a["CUDA_VISIBLE_DEVICES"] == "0" and env_b["CUDA_VISIBLE_DEVICES"] == "1"
-    with pytest.raises(RuntimeError, match="needed 1 free GPU"):
-        gpus.claim_gpus(1, lock_dir=tmp_path, devices=[0, 1], env={})
-    # a scheduler's choice (SLURM sets CUDA_VISIBLE_DEVICES) is left alone
-    assert gpus.claim_gpus(1, lock_dir=tmp_path, devices=[0, 1],
-                           env={"CUDA_VISIBLE_DEVICES": "3"}) is None
-    assert gpus.claim_gpus(0, lock_dir=tmp_path, devices=[0]) is None
-    os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-
-
-def test_visible_gpu_indices(tmp_path):
-    for name in ("nvidia0", "nvidia1", "nvidiactl", "nvidia-uvm"):
-        (tmp_path / name).touch()
-    assert gpus.visible_gpu_indices(str(tmp_path)) == [0, 1]
-    assert gpus.local_gpu_count(env={}, dev_dir=str(tmp_path)) == 2
-    assert gpus.local_gpu_count(env={"CUDA_VISIBLE_DEVICES": "3"}, dev_dir=str(tmp_path)) == 1
-    assert gpus.local_gpu_count(env={"CUDA_VISIBLE_DEVICES": ""}, dev_dir=str(tmp_path)) == 0

@@ -3,7 +3,6 @@ computed in fp32 inside the autocast region."""
 
 import pytest
 import torch
-
 from test_moco import TERMS, term
 
 from ilmoco.moco import MoCo

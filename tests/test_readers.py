@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from layouts import nih_rows, write_eyepacs, write_idc, write_medmnist, write_nih
 
+from ilmoco.datasets.formats import NIH_LABELS
 from ilmoco.datasets.readers import detect_format, read_manifest
-from ilmoco.datasets.nih import NIH_LABELS
 from ilmoco.io import InputError
 
 

@@ -246,8 +246,8 @@ def test_finetune_figure_dots_intervals_chance_and_names(monkeypatch):
     assert ax.get_title() == "NIH ChestX-ray14 (synthetic): fine-tuning (90 % CI)"
     labels = [t.get_text() for t in ax.get_legend().get_texts() if t.get_text() != "chance"]
     assert labels[:4] == ["Supervised", "MoCo", "MoCo+MSE", "MoCo+BT"]
-    colors = [c for c in ax.collections + ax.lines if c.get_label() == "MoCo+MSE"]
-    assert mcolors.to_hex(colors[0].get_color()) == figures.FIXED_COLORS["moco_mse"].lower()
+    mse = next(c for c in ax.containers if c.get_label() == "MoCo+MSE")
+    assert mcolors.to_hex(mse.lines[0].get_color()) == figures.FIXED_COLORS["moco_mse"].lower()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1 %", "6 %", "100 %"]
     assert_readable(figs[0])
 
@@ -264,7 +264,7 @@ def test_layer_probe_figure_control_dodged_and_unclipped(monkeypatch):
     assert chance_lines(ax)
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "Random init (control)" in labels and "Supervised (fine-tuned, ref.)" in labels
-    xs = [ln.get_xdata()[0] for ln in ax.get_lines() if ln.get_label() in labels]
+    xs = [c.lines[0].get_xdata()[0] for c in ax.containers]
     assert len(set(np.round(xs, 6))) == len(xs)  # methods side by side, whiskers apart
     assert_readable(figs[0])
 

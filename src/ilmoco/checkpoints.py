@@ -19,8 +19,8 @@ from torch import nn
 
 from ilmoco import dist
 from ilmoco.backbone import Backbone
-from ilmoco.runlog import git_revision, log
 from ilmoco.io import InputError, torch_load, torch_save
+from ilmoco.runlog import git_revision, log
 
 ENCODER_FORMAT = 1
 

@@ -59,9 +59,10 @@ def module_closure(script: str) -> tuple[Path, ...]:
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
-                and body and isinstance(body[0], ast.Expr) \
-                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+        scope = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+        if isinstance(node, scope) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -72,9 +73,17 @@ def normalized_source(path: Path) -> str:
     return ast.dump(_strip_docstrings(tree), include_attributes=False)
 
 
-def code_hash(script) -> str:
+def code_hash(script, *modules: str) -> str:
+    """Hash of ``script``, the library modules it imports, and ``modules`` (dotted names of
+    modules a job imports dynamically, e.g. the reader of its dataset's format) with theirs."""
+    files = {Path(script), *module_closure(str(script))}
+    for name in modules:
+        f = _module_file(name)
+        if f is None:
+            raise ValueError(f"no library module {name!r}")
+        files |= {f, *module_closure(str(f))}
     h = hashlib.sha256()
-    for f in (Path(script), *module_closure(str(script))):
+    for f in sorted(files):
         h.update(f.name.encode())
         h.update(normalized_source(f).encode())
     return h.hexdigest()[:12]

@@ -13,6 +13,7 @@ fine-tuned on 100 % labels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -128,7 +129,7 @@ def run_probe(job: ProbeJob) -> pd.DataFrame:
         head, info = fit_linear(x["train"], y["train"], x["val"], y["val"], meta.task,
                                 n_outputs(meta), r.metric, r.settings)
         threshold = tuned_threshold(r.metric, y["val"],
-                                    lambda: linear_proba(head, info, x["val"], meta.task))
+                                    partial(linear_proba, head, info, x["val"], meta.task))
         ci = test_interval(y["test"], linear_proba(head, info, x["test"], meta.task),
                            r.metric, threshold, groups, r.bootstrap)
         rows.append({"dataset": r.dataset, "method": r.method, "block": block,

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from ilmoco.datasets.nih import NIH_LABELS
+from ilmoco.datasets.formats import NIH_LABELS
 
 # Real NIH ChestX-ray14 label prevalences (fraction of images).
 NIH_PREVALENCE = dict(zip(NIH_LABELS, [
@@ -296,14 +296,20 @@ def _fundus(rng, patient, eye: str, level: int) -> np.ndarray:
 
 
 def generate_eyepacs(root, n_patients: int = 400, seed: int = 0) -> None:
-    """Write ``trainLabels.csv`` (image,level) and ``train/<patient>_<left|right>.jpeg``."""
+    """Write both labelled Kaggle halves: ``trainLabels.csv`` (image,level) with
+    ``train/<patient>_<left|right>.jpeg``, and ``retinopathy_solution.csv``
+    (image,level,Usage) with ``test/...`` for about 60 % of the patients, as Kaggle's
+    35,126 / 53,576 split (patients disjoint between the halves)."""
     root = Path(root)
-    (root / "train").mkdir(parents=True, exist_ok=True)
+    for folder in ("train", "test"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
     rngs = _seeds(seed, n_patients)
-    rows = []
+    rows = {"train": [], "test": []}
     for p in range(n_patients):
         rng = rngs[p]
         pid = str(10 + p * 3)
+        half = "test" if rng.random() < 0.6 else "train"
+        usage = "Public" if rng.random() < 0.2 else "Private"
         patient = dict(retina=np.clip([0.85, 0.42, 0.2] + rng.normal(0, 0.07, 3), 0, 1),
                        exposure=rng.uniform(0.7, 1.15))
         base_level = int(rng.choice(5, p=DR_LEVEL_P))
@@ -311,9 +317,11 @@ def generate_eyepacs(root, n_patients: int = 400, seed: int = 0) -> None:
             level = int(np.clip(base_level + (rng.integers(-1, 2) if rng.random() < 0.3 else 0),
                                 0, 4))
             arr = _fundus(rng, patient, eye, level)
-            Image.fromarray(arr, "RGB").save(root / "train" / f"{pid}_{eye}.jpeg", quality=92)
-            rows.append(f"{pid}_{eye},{level}")
-    (root / "trainLabels.csv").write_text("image,level\n" + "\n".join(rows) + "\n")
+            Image.fromarray(arr, "RGB").save(root / half / f"{pid}_{eye}.jpeg", quality=92)
+            rows[half].append(f"{pid}_{eye},{level}" + (f",{usage}" if half == "test" else ""))
+    (root / "trainLabels.csv").write_text("image,level\n" + "\n".join(rows["train"]) + "\n")
+    (root / "retinopathy_solution.csv").write_text(
+        "image,level,Usage\n" + "\n".join(rows["test"]) + "\n")
 
 
 GENERATORS = {"nih_cxr14": generate_nih, "idc_breast": generate_idc, "eyepacs_dr": generate_eyepacs}

@@ -17,6 +17,7 @@ rule cka:
     threads: 1
     resources:
         gpu=1,
+        runtime=gpu_runtime("cka"),
     benchmark:
         f"{BENCH}/cka_{{method}}.tsv"
     log:

@@ -1,4 +1,3 @@
-import os
 import sys
 from pathlib import Path
 
@@ -7,19 +6,19 @@ from snakemake.utils import validate
 
 REPO = Path(workflow.basedir)
 SRC = str(REPO / "src")
-if SRC not in sys.path:  # works without `pip install -e .` too
+# The workflow works without `pip install -e .` too: here from src/, in job scripts through
+# workflow/scripts/ilmoco (Snakemake puts the scripts' directory on their sys.path).
+if SRC not in sys.path:
     sys.path.insert(0, SRC)
-# Job processes (also in a conda env, which has only the third-party packages) import the
-# library from this checkout.
-if SRC not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH"))
-                                               if p)
 
+from ilmoco import resources as res  # noqa: E402
 from ilmoco.codehash import code_hash  # noqa: E402
+from ilmoco.datasets.formats import READER_MODULES  # noqa: E402
 from ilmoco.gpus import local_gpu_count  # noqa: E402
 from ilmoco.io import ConfigError  # noqa: E402
 from ilmoco.registry import FIGURES, RANDOM_INIT, SUPERVISED, TABLES, run_key  # noqa: E402
 from ilmoco.settings import coerce_to_schema, resolve, result_fields  # noqa: E402
+from ilmoco.site import load_site, throughput_path  # noqa: E402
 from ilmoco.split import pct_name  # noqa: E402
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -77,6 +76,48 @@ def limit_gpu_jobs():
 limit_gpu_jobs()
 
 
+SITE = load_site()
+THROUGHPUT = res.load_table(throughput_path(SITE))
+
+
+def dataset_size(wildcards, input):
+    """Images per split of a dataset: from its cache, else its manifest, else the public
+    dataset's size (dry-runs before the data stage)."""
+    ds = S.datasets[wildcards.dataset]
+    n = res.image_count(input.get("images"), MANIFEST.format(dataset=wildcards.dataset),
+                        ds.format)
+    return res.split_counts(n, S.split.ratios), ds.image_size
+
+
+def work_model(stage, wildcards, n):
+    if stage == "pretrain":
+        return res.pretrain_work(n, S.pretrain)
+    if stage == "finetune":
+        return res.finetune_work(n, S.finetune, float(wildcards.pct))
+    if stage == "probe":
+        arch = S.finetune.arch if wildcards.method == SUPERVISED else S.pretrain.arch
+        return res.probe_work(n, S.probe.fraction, arch)
+    return res.cka_work(n, len(PCTS) * len(SEEDS), S.cka.subset, S.cka.repeats,
+                        S.pretrain.arch)
+
+
+def gpu_runtime(stage):
+    """SLURM runtime request (minutes) of a GPU stage: modelled work / measured throughput,
+    doubled on each retry, capped at the site's max_runtime (see ilmoco.resources)."""
+
+    def runtime(wildcards, input, attempt):
+        n, size = dataset_size(wildcards, input)
+        secs = res.seconds(work_model(stage, wildcards, n), stage, size, THROUGHPUT)
+        return res.runtime_minutes(secs, THROUGHPUT, attempt, SITE["max_runtime"])
+
+    return runtime
+
+
+def cache_runtime(wildcards, input, threads, attempt):
+    n = res.image_count(None, input.manifest, S.datasets[wildcards.dataset].format)
+    return res.cache_minutes(n, threads, THROUGHPUT, attempt, SITE["max_runtime"])
+
+
 def regex_alternatives(values):
     import re
 
@@ -90,10 +131,10 @@ wildcard_constraints:
     seed=r"[0-9]+",
 
 
-def code(script):
+def code(script, *modules):
     """Params value that changes when the script or a library module it imports changes
     what it does (comments, docstrings and formatting excluded)."""
-    return code_hash(SCRIPTS / script)
+    return code_hash(SCRIPTS / script, *modules)
 
 
 # ----------------------------------------------------------------- paths
@@ -199,3 +240,49 @@ def figure_output(name, ext):
     return report(path, caption=f"../report/fig_{name}.rst", category="{dataset}",
                   subcategory=name.replace("_", " "), labels={"dataset": "{dataset}",
                                                               "figure": name})
+
+
+# ----------------------------------------------------------------- report inputs
+def table_inputs(wildcards):
+    d = DATASETS
+    return {
+        "finetune": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
+                           seed=SEEDS),
+        "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
+        "ckas": expand(CKA, dataset=d, method=SSL),
+        "kss": expand(KS, dataset=d) if HAS_FULL else [],
+        "paireds": expand(PAIRED, dataset=d) if len(METHODS) > 1 else [],
+    }
+
+
+def presentation():
+    """How tables and figures show the run: method order and display names, interval level."""
+    from ilmoco.paper import paper_dataset
+
+    return {
+        "order": METHODS + [RANDOM_INIT],
+        "display": S.display_names,
+        "datasets": {d: ds.display for d, ds in S.datasets.items()},
+        "level": S.bootstrap.level,
+        "supervised_from_finetune": S.probe.supervised_reference == "finetune",
+        "paper_datasets": {d: paper_dataset(ds.format, bool(ds.synthetic))
+                           for d, ds in S.datasets.items()},
+        "queue_size": S.pretrain.moco.queue_size,
+    }
+
+
+def figure_inputs(wildcards):
+    d = wildcards.dataset
+    out = {
+        "metrics": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
+                          seed=SEEDS),
+        "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
+        "ckas": expand(CKA, dataset=d, method=SSL),
+        **{f"pretrain:{m}": PRETRAIN_METRICS.format(dataset=d, method=m) for m in SSL},
+        **runs(d, ["predictions"]),
+    }
+    if HAS_FULL:
+        out["ks"] = KS.format(dataset=d)
+    if len(METHODS) > 1:
+        out["paired"] = PAIRED.format(dataset=d)
+    return out

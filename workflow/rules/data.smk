@@ -26,7 +26,8 @@ rule manifest:
     params:
         format=lambda w: ds(w).format,
         options=lambda w: ds(w).reader_options,
-        code=code("manifest.py"),
+        # the reader of this dataset's format only (imported on demand by the script)
+        code=lambda w: code("manifest.py", f"ilmoco.datasets.{READER_MODULES[ds(w).format]}"),
     log:
         f"{D}/logs/manifest.log",
     conda:
@@ -68,6 +69,8 @@ rule cache:
         fundus_crop=lambda w: ds(w).fundus_crop,
         code=code("cache.py"),
     threads: 4
+    resources:
+        runtime=cache_runtime,
     benchmark:
         f"{BENCH}/cache.tsv"
     log:

@@ -21,6 +21,7 @@ rule finetune:
     threads: 1
     resources:
         gpu=1,
+        runtime=gpu_runtime("finetune"),
     benchmark:
         f"{BENCH}/finetune_{{method}}_labeled_{{pct}}_seed{{seed}}.tsv"
     log:

@@ -21,6 +21,7 @@ rule pretrain:
     threads: 1
     resources:
         gpu=1,
+        runtime=gpu_runtime("pretrain"),
     benchmark:
         f"{BENCH}/pretrain_{{method}}.tsv"
     log:

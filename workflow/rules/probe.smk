@@ -20,6 +20,7 @@ rule probe:
     threads: 1
     resources:
         gpu=1,
+        runtime=gpu_runtime("probe"),
     benchmark:
         f"{BENCH}/probe_{{method}}.tsv"
     log:

@@ -24,34 +24,6 @@ rule resolved_config:
         "../scripts/resolved_config.py"
 
 
-def table_inputs(wildcards):
-    d = DATASETS
-    return {
-        "finetune": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
-                           seed=SEEDS),
-        "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
-        "ckas": expand(CKA, dataset=d, method=SSL),
-        "kss": expand(KS, dataset=d) if HAS_FULL else [],
-        "paireds": expand(PAIRED, dataset=d) if len(METHODS) > 1 else [],
-    }
-
-
-def presentation():
-    """How tables and figures show the run: method order and display names, interval level."""
-    from ilmoco.paper import paper_dataset
-
-    return {
-        "order": METHODS + [RANDOM_INIT],
-        "display": S.display_names,
-        "datasets": {d: ds.display for d, ds in S.datasets.items()},
-        "level": S.bootstrap.level,
-        "supervised_from_finetune": S.probe.supervised_reference == "finetune",
-        "paper_datasets": {d: paper_dataset(ds.format, bool(ds.synthetic))
-                           for d, ds in S.datasets.items()},
-        "queue_size": S.pretrain.moco.queue_size,
-    }
-
-
 rule tables:
     """Every result table: tidy CSV, Markdown and LaTeX."""
     input:
@@ -67,23 +39,6 @@ rule tables:
         ENV
     script:
         "../scripts/tables.py"
-
-
-def figure_inputs(wildcards):
-    d = wildcards.dataset
-    out = {
-        "metrics": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
-                          seed=SEEDS),
-        "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
-        "ckas": expand(CKA, dataset=d, method=SSL),
-        **{f"pretrain:{m}": PRETRAIN_METRICS.format(dataset=d, method=m) for m in SSL},
-        **runs(d, ["predictions"]),
-    }
-    if HAS_FULL:
-        out["ks"] = KS.format(dataset=d)
-    if len(METHODS) > 1:
-        out["paired"] = PAIRED.format(dataset=d)
-    return out
 
 
 rule figures:

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from ilmoco.cache import build_cache
 from ilmoco.datasets.base import DatasetMeta
+from ilmoco.decode import build_cache
 from ilmoco.io import read_json
 from ilmoco.runlog import job_log
 

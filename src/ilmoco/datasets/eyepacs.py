@@ -27,17 +27,13 @@ from ilmoco.datasets.base import (
     require_dir,
     require_unique_ids,
 )
+from ilmoco.datasets.formats import EYEPACS_HALVES, eyepacs_halves_present
 from ilmoco.io import InputError
 from ilmoco.runlog import log
 
-LABELS_CSV = "trainLabels.csv"
-SOLUTION_CSV = "retinopathy_solution.csv"
-HALVES = {"train": (LABELS_CSV, "train"), "test": (SOLUTION_CSV, "test")}
+HALVES = EYEPACS_HALVES
+LABELS_CSV, SOLUTION_CSV = HALVES["train"][0], HALVES["test"][0]
 EXTENSIONS = (".jpeg", ".jpg", ".png")
-
-
-def present_halves(root: Path) -> list[str]:
-    return [h for h, (csv, _) in HALVES.items() if (Path(root) / csv).is_file()]
 
 
 def _read_half(root: Path, half: str, on_missing: str) -> pd.DataFrame:
@@ -87,7 +83,7 @@ def read_eyepacs_dr(
 ) -> tuple[pd.DataFrame, DatasetMeta]:
     root = Path(root)
     require_dir(root, "eyepacs_dr")
-    present = present_halves(root)
+    present = eyepacs_halves_present(root)
     if not present:
         raise InputError(f"{root}: no {LABELS_CSV} or {SOLUTION_CSV} found; "
                          "is this the EyePACS root?")

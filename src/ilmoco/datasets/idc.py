@@ -15,25 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from ilmoco.datasets.base import DatasetMeta, require_dir
-from ilmoco.runlog import log
+from ilmoco.datasets.formats import IDC_MIRROR, idc_patient_dirs
 from ilmoco.io import InputError
+from ilmoco.runlog import log
 
 PATCH_RE = re.compile(r"^(?P<pid>[^_/]+)_idx5_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<c>[01])\.png$")
-MIRROR = "IDC_regular_ps50_idx5"
-
-
-def _patient_dirs(base: Path) -> list[Path]:
-    out = []
-    for e in sorted(os.scandir(base), key=lambda e: e.name):
-        if e.is_dir() and e.name != MIRROR and (
-            os.path.isdir(os.path.join(e.path, "0")) or os.path.isdir(os.path.join(e.path, "1"))
-        ):
-            out.append(Path(e.path))
-    return out
-
-
-def looks_like_idc(root: Path) -> bool:
-    return bool(_patient_dirs(root)) or (root / MIRROR).is_dir()
+MIRROR = IDC_MIRROR
 
 
 def read_idc_breast(root, on_missing: str = "error") -> tuple[pd.DataFrame, DatasetMeta]:
@@ -42,7 +29,7 @@ def read_idc_breast(root, on_missing: str = "error") -> tuple[pd.DataFrame, Data
     bases = [root] + ([root / MIRROR] if (root / MIRROR).is_dir() else [])
     rows, seen, n_dupes = [], set(), 0
     for base in bases:
-        for pdir in _patient_dirs(base):
+        for pdir in idc_patient_dirs(base):
             for cls in ("0", "1"):
                 cdir = pdir / cls
                 if not cdir.is_dir():

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from ilmoco.datasets.base import DatasetMeta, require_dir
-from ilmoco.runlog import log
 from ilmoco.io import InputError
+from ilmoco.runlog import log
 
 CHESTMNIST_LABELS = [
     "atelectasis", "cardiomegaly", "effusion", "infiltration", "mass", "nodule", "pneumonia",

@@ -22,23 +22,8 @@ from ilmoco.datasets.base import (
     require_dir,
     require_unique_ids,
 )
+from ilmoco.datasets.formats import NIH_CSV_NAMES, NIH_LABELS, NO_FINDING, find_nih_csv
 from ilmoco.io import InputError
-
-# CheXNet / official-code label order.
-NIH_LABELS = [
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
-    "Hernia",
-]  # fmt: skip
-NO_FINDING = "No Finding"
-CSV_NAMES = ["Data_Entry_2017.csv", "Data_Entry_2017_v2020.csv"]
-
-
-def find_csv(root: Path) -> Path | None:
-    for name in CSV_NAMES:
-        if (root / name).is_file():
-            return root / name
-    return None
 
 
 def index_images(root: Path) -> dict[str, str]:
@@ -85,9 +70,10 @@ def read_list(path: Path) -> set[str]:
 def read_nih_cxr14(root, on_missing: str = "error") -> tuple[pd.DataFrame, DatasetMeta]:
     root = Path(root)
     require_dir(root, "nih_cxr14")
-    csv = find_csv(root)
+    csv = find_nih_csv(root)
     if csv is None:
-        raise InputError(f"{root}: no {CSV_NAMES[0]} found; is this the NIH ChestX-ray14 root?")
+        raise InputError(f"{root}: no {NIH_CSV_NAMES[0]} found; is this the NIH ChestX-ray14 "
+                         "root?")
     try:
         raw = pd.read_csv(csv, dtype=str, index_col=False)
     except Exception as e:

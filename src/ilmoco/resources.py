@@ -1,0 +1,204 @@
+"""Cluster resource requests from a model of the work and a throughput table.
+
+A job's runtime request (minutes) is the images it will process divided by a measured rate,
+plus a fixed start-up overhead, times a safety factor, doubled on each retry and capped at
+the site's maximum:
+
+* ``pretrain``: pairs = epochs × ⌊n_train / batch⌋ × batch (two views through two encoders),
+  plus the per-epoch validation and kNN monitor passes;
+* ``finetune``: per epoch the images labelled at the fraction (at least batch × min steps)
+  and one pass over validation, for the maximum number of epochs, plus the test passes;
+* ``probe``: one feature pass over the probe's train/val/test images;
+* ``cka``: one feature pass per model over the test images;
+* ``cache``: decoding every image once, on ``threads`` CPU cores.
+
+Rates are images (pretraining: pairs) per second at 224 px, scaled by (224 / size)², for
+each stage and architecture (``workflow/resources/throughput.yaml``). Image counts come from
+the image cache when it exists, else the manifest, else the size of the public dataset of
+that format. ``calibrate`` refits the rates from a finished run's ``benchmark:`` files::
+
+    python -m ilmoco.resources calibrate --results results --benchmarks benchmarks \\
+        --out ~/.config/ilmoco/throughput.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REFERENCE_SIZE = 224
+# Images of the public datasets (both EyePACS halves), used before the data is read.
+PUBLIC_IMAGES = {"nih_cxr14": 112_120, "idc_breast": 277_524, "eyepacs_dr": 88_702,
+                 "medmnist": 100_000}
+STAGES = ("pretrain", "finetune", "probe", "cka")
+
+
+@dataclass(frozen=True)
+class Work:
+    """What one job processes: image passes at its resolution, by kind of pass."""
+
+    train: float  # training passes (pretraining: pairs)
+    infer: float  # inference passes
+    size: int
+    arch: str
+
+
+def load_table(path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def image_count(images_npy, manifest_csv, fmt: str) -> int:
+    """Images of a dataset: from its cache, else its manifest, else the public size."""
+    try:
+        import numpy as np
+
+        return int(np.load(images_npy, mmap_mode="r").shape[0])
+    except (OSError, ValueError, TypeError):
+        pass
+    try:
+        with open(manifest_csv) as fh:
+            return max(0, sum(1 for _ in fh) - 1)
+    except (OSError, TypeError):
+        return PUBLIC_IMAGES.get(fmt, 100_000)
+
+
+def split_counts(n_images: int, ratios) -> dict[str, float]:
+    total = sum(ratios)
+    return {k: n_images * r / total for k, r in zip(("train", "val", "test"), ratios)}
+
+
+def pretrain_work(n: dict, s) -> Work:
+    """``s``: PretrainSettings."""
+    steps = s.epochs * max(1, int(n["train"]) // s.batch_size)
+    val = min(n["val"], s.val_max_images)
+    infer = s.epochs * (2 * val + (s.knn.bank_images + val if s.knn.enabled else 0))
+    return Work(steps * s.batch_size, infer, 0, s.arch)
+
+
+def finetune_work(n: dict, s, pct: float) -> Work:
+    """``s``: FinetuneSettings; the maximum epochs (early stopping only shortens it)."""
+    labelled = max(n["train"] * pct / 100, s.batch_size * s.min_steps_per_epoch)
+    return Work(s.epochs * labelled, s.epochs * n["val"] + 2 * n["test"], 0, s.arch)
+
+
+def probe_work(n: dict, probe_fraction: float, arch: str) -> Work:
+    return Work(0, n["train"] * probe_fraction / 100 + n["val"] + n["test"], 0, arch)
+
+
+def cka_work(n: dict, runs: int, subset: int, repeats: int, arch: str) -> Work:
+    used = min(n["test"], subset * repeats)
+    return Work(0, used * (1 + runs), 0, arch)
+
+
+def seconds(work: Work, stage: str, size: int, table: dict) -> float:
+    """Compute seconds of ``work`` at ``size`` px with the table's rates."""
+    scale = (REFERENCE_SIZE / size) ** 2
+    rates = table["gpu"]
+    t = 0.0
+    if work.train:
+        t += work.train / (rates[stage][work.arch] * scale)
+    if work.infer:
+        t += work.infer / (rates["inference"][work.arch] * scale)
+    return t
+
+
+def runtime_minutes(seconds_of_work: float, table: dict, attempt: int = 1,
+                    max_runtime: int | None = None) -> int:
+    """The request: overhead + safety × work, doubled per retry, capped at the maximum."""
+    minutes = table["overhead_minutes"] + table["safety"] * seconds_of_work / 60
+    minutes = int(math.ceil(minutes)) * 2 ** (attempt - 1)
+    return min(minutes, max_runtime) if max_runtime else minutes
+
+
+def cache_minutes(n_images: int, threads: int, table: dict, attempt: int = 1,
+                  max_runtime: int | None = None) -> int:
+    secs = n_images / (table["cpu"]["decode_per_thread"] * max(1, threads))
+    return runtime_minutes(secs, table, attempt, max_runtime)
+
+
+# ------------------------------------------------------------------ calibration
+
+BENCH_NAME = re.compile(r"^(?P<stage>pretrain|finetune|probe|cka)_(?P<rest>.+)\.tsv$")
+
+
+def benchmark_seconds(tsv: Path) -> float:
+    """Wall seconds of a Snakemake ``benchmark:`` file (the mean over its repeats)."""
+    with open(tsv) as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    return sum(float(r["s"]) for r in rows) / max(1, len(rows))
+
+
+def calibrate(results: Path, benchmarks: Path, table: dict, min_seconds: float = 60.0
+              ) -> dict:
+    """Refit the GPU rates of ``table`` from a finished run.
+
+    For every benchmarked pretrain / finetune job the work model gives the images it
+    processed (inference passes counted at the table's inference rate); the fitted rate is
+    the median of work / (measured seconds − the start-up overhead) per stage and
+    architecture. Jobs shorter than ``min_seconds`` are skipped (start-up dominates)."""
+    from ilmoco.settings import resolve
+
+    config = yaml.safe_load((results / "resolved_config.yaml").read_text())
+    s = resolve(config)
+    fits: dict[tuple[str, str], list[float]] = {}
+    overhead = 60 * table["overhead_minutes"] / table["safety"]
+    for tsv in sorted(Path(benchmarks).rglob("*.tsv")):
+        m = BENCH_NAME.match(tsv.name)
+        dataset = tsv.parent.name
+        if not m or dataset not in s.datasets or m["stage"] not in ("pretrain", "finetune"):
+            continue
+        measured = benchmark_seconds(tsv)
+        if measured < min_seconds:
+            continue
+        ds = s.datasets[dataset]
+        data = results / dataset / "data"
+        n = split_counts(image_count(data / "cache/images.npy", data / "manifest.csv",
+                                     ds.format), s.split.ratios)
+        if m["stage"] == "pretrain":
+            work = pretrain_work(n, s.pretrain)
+        else:
+            pct = float(re.search(r"labeled_([0-9.]+)_seed", m["rest"]).group(1))
+            work = finetune_work(n, s.finetune, pct)
+        scale = (REFERENCE_SIZE / ds.image_size) ** 2
+        infer_s = work.infer / (table["gpu"]["inference"][work.arch] * scale)
+        train_s = max(measured - overhead - infer_s, 1e-3)
+        fits.setdefault((m["stage"], work.arch), []).append(work.train / train_s / scale)
+    out = yaml.safe_load(yaml.safe_dump(table))
+    for (stage, arch), rates in fits.items():
+        rates.sort()
+        out["gpu"][stage][arch] = round(rates[len(rates) // 2], 1)
+    out["measured"] = {"date": datetime.date.today().isoformat(), "from": str(benchmarks),
+                       "jobs": {f"{k[0]}/{k[1]}": len(v) for k, v in fits.items()}}
+    return out
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m ilmoco.resources",
+                                description="Refit the throughput table from benchmarks.")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("calibrate")
+    c.add_argument("--results", default="results")
+    c.add_argument("--benchmarks", default="benchmarks")
+    c.add_argument("--table", default=str(Path(__file__).resolve().parents[2] / "workflow"
+                                          / "resources" / "throughput.yaml"))
+    c.add_argument("--out", required=True)
+    c.add_argument("--min-seconds", type=float, default=60.0)
+    args = p.parse_args(argv)
+    table = calibrate(Path(args.results), Path(args.benchmarks), load_table(args.table),
+                      args.min_seconds)
+    out = Path(args.out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("# Throughput fitted by `python -m ilmoco.resources calibrate`.\n"
+                   + yaml.safe_dump(table, sort_keys=False))
+    print(f"wrote {out}: {table['measured']['jobs']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""BYOL, the second SSL base: its loss against an independent computation, and its
+mechanics (EMA target without gradient, intermediate terms, side-effect-free validation)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from test_moco import term
+
+from ilmoco.byol import BYOL
+from ilmoco.losses import byol_loss
+from ilmoco.settings import BYOLSettings
+
+SETTINGS = BYOLSettings(dim=16, hidden=32, predictor_hidden=32, momentum=0.9,
+                        momentum_schedule="constant")
+
+
+def tiny(kind="none"):
+    torch.manual_seed(0)
+    return BYOL("resnet18", 1, True, SETTINGS, term(kind))
+
+
+def test_loss_equals_numpy():
+    g = torch.Generator().manual_seed(0)
+    p, z = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g) * 3
+    pn, zn = p.double().numpy(), z.double().numpy()
+    expected = np.mean([np.sum((pn[i] / np.linalg.norm(pn[i]) - zn[i] / np.linalg.norm(zn[i]))
+                               ** 2) for i in range(5)])
+    assert float(byol_loss(p, z)) == pytest.approx(expected, abs=1e-6)
+    assert float(byol_loss(p, 2.5 * p)) == pytest.approx(0.0, abs=1e-6)  # scale-free
+    assert float(byol_loss(p, -p)) == pytest.approx(4.0, abs=1e-6)
+    zz = z.clone().requires_grad_(True)
+    byol_loss(p.requires_grad_(True), zz).backward()
+    assert zz.grad is None  # the target carries no gradient
+
+
+def test_forward_is_symmetric_and_has_the_terms():
+    model = tiny("mse")
+    x1, x2 = torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)
+    loss, logs = model(x1, x2, update=False)
+    assert set(logs) == {"byol", "loss", *[f"mse_block{i}" for i in range(1, 5)]}
+    assert torch.allclose(loss.detach(), logs["byol"] + sum(logs[f"mse_block{i}"]
+                                                            for i in range(1, 5)))
+    model.eval()
+    with torch.no_grad():
+        a, _ = model(x1, x2, update=False)
+        b, _ = model(x2, x1, update=False)
+    assert float(a) == pytest.approx(float(b), rel=1e-5)  # both directions, averaged
+
+
+def test_only_the_online_side_learns_and_validation_changes_nothing():
+    model = tiny("mse")
+    x1, x2 = torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)
+    loss, _ = model(x1, x2)
+    loss.backward()
+    assert all(p.grad is None for p in model.target.parameters())
+    assert all(p.grad is not None for p in model.predictor.parameters())
+    model.eval()
+    before = copy.deepcopy(model.state_dict())
+    with torch.no_grad():
+        model(x1, x2, update=False)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_training_lowers_the_loss_on_a_tiny_batch():
+    from ilmoco.augment import BatchAugment, preset
+
+    model = tiny("none")
+    opt = torch.optim.SGD(model.trainable_modules().parameters(), lr=0.05, momentum=0.9)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (8, 1, 32, 32), generator=g, dtype=torch.uint8)
+    aug = BatchAugment(preset("histo", "ssl"), 32)
+    x1, x2 = aug(x, g), aug(x, g)
+
+    def held_out():
+        model.eval()
+        with torch.no_grad():
+            loss, _ = model(x1, x2, update=False)
+        model.train()
+        return float(loss)
+
+    before = held_out()
+    for _ in range(20):
+        loss, _ = model(x1, x2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert held_out() < 0.6 * before  # 20 steps on one batch: the prediction converges

@@ -1,0 +1,46 @@
+"""The conda environment of the jobs: one source of pins, and nothing that breaks when
+Snakemake copies the file under .snakemake/conda/; job scripts import the library without an
+installed package."""
+
+import subprocess
+import sys
+
+import yaml
+from snakerun import ROOT
+
+# Workflow-side packages the jobs do not import.
+NOT_IN_JOBS = {"snakemake", "snakemake-executor-plugin-slurm", "pygments"}
+
+
+def pins(lines) -> dict:
+    out = {}
+    for ln in lines:
+        ln = ln.split("#")[0].strip()
+        if ln:
+            for op in ("==", ">="):
+                if op in ln:
+                    name, version = ln.split(op)
+                    out[name.strip().lower()] = op + version.strip()
+    return out
+
+
+def test_env_file_pins_equal_requirements():
+    req = pins((ROOT / "requirements.txt").read_text().splitlines())
+    env = yaml.safe_load((ROOT / "envs/ilmoco.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert not [p for p in pip if p.startswith("-") or "/" in p]  # no -e ../, no paths
+    assert pins(pip) == {k: v for k, v in req.items() if k not in NOT_IN_JOBS}
+
+
+def test_job_scripts_find_the_library_without_an_installed_package(tmp_path):
+    """A Python whose site-packages lack `ilmoco` (as in the conda env) imports it through
+    workflow/scripts, the directory Snakemake puts on a script's sys.path."""
+    code = ("import sys; sys.path = [p for p in sys.path if 'site-packages' not in p "
+            "and not p.endswith('/src')]; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if 'editable' not in repr(f).lower()]; "
+            f"sys.path.append({str(ROOT / 'workflow/scripts')!r}); "
+            "import ilmoco.registry, ilmoco.runlog; print(ilmoco.registry.__file__)")
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(ROOT / "src/ilmoco/registry.py")

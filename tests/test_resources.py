@@ -1,0 +1,69 @@
+"""Runtime requests from the work model and the throughput table; calibration from
+benchmark files recovers the rates that produced them."""
+
+import pytest
+import yaml
+from stagedata import ROOT, TINY, demo_config, merge, validated
+
+from ilmoco import resources as res
+from ilmoco.settings import resolve
+
+TABLE = res.load_table(ROOT / "workflow/resources/throughput.yaml")
+
+
+def test_finetune_requests_grow_with_the_labelled_images():
+    s = resolve(validated(merge(demo_config(), {"finetune": {"epochs": 100}})))
+    n = res.split_counts(100_000, (0.7, 0.2, 0.1))
+    mins = {pct: res.runtime_minutes(res.seconds(res.finetune_work(n, s.finetune, pct),
+                                                 "finetune", 224, TABLE), TABLE)
+            for pct in (1, 6, 100)}
+    assert mins[1] < mins[6] < mins[100]
+    work = res.finetune_work(n, s.finetune, 100)
+    expected = 100 * 70_000 / TABLE["gpu"]["finetune"]["resnet18"] + (
+        100 * 20_000 + 2 * 10_000) / TABLE["gpu"]["inference"]["resnet18"]
+    assert res.seconds(work, "finetune", 224, TABLE) == pytest.approx(expected)
+    # 448 px costs four times the compute of 224 px
+    assert res.seconds(work, "finetune", 448, TABLE) == pytest.approx(4 * expected)
+
+
+def test_retries_double_and_the_site_maximum_caps():
+    assert res.runtime_minutes(600, TABLE, attempt=1) == int(
+        TABLE["overhead_minutes"] + TABLE["safety"] * 10)
+    assert res.runtime_minutes(600, TABLE, attempt=2) == 2 * res.runtime_minutes(600, TABLE)
+    assert res.runtime_minutes(10**7, TABLE, max_runtime=2880) == 2880
+
+
+def test_image_count_falls_back_to_the_manifest_then_the_public_size(tmp_path):
+    (tmp_path / "manifest.csv").write_text("image_id,path\n" + "a,b\n" * 7)
+    assert res.image_count(tmp_path / "none.npy", tmp_path / "manifest.csv", "nih_cxr14") == 7
+    assert res.image_count(None, tmp_path / "none.csv", "nih_cxr14") == 112_120
+    assert res.image_count(None, None, "eyepacs_dr") == 88_702
+
+
+def test_calibration_recovers_the_rates(tmp_path):
+    cfg = validated(merge(merge(demo_config(), TINY), {"pretrain": {"epochs": 50},
+                                                        "finetune": {"epochs": 40}}))
+    cfg["datasets"]["dr"]["root"] = str(tmp_path / "raw")
+    results, bench = tmp_path / "results", tmp_path / "benchmarks"
+    (results / "dr/data").mkdir(parents=True)
+    (results / "resolved_config.yaml").write_text(yaml.safe_dump(cfg))
+    (results / "dr/data/manifest.csv").write_text("image_id\n" + "x\n" * 20_000)
+    s = resolve(cfg)
+    n = res.split_counts(20_000, s.split.ratios)
+    true = {"pretrain": 900.0, "finetune": 1500.0}
+    overhead = 60 * TABLE["overhead_minutes"] / TABLE["safety"]
+    size = s.datasets["dr"].image_size
+    scale = (224 / size) ** 2
+    (bench / "dr").mkdir(parents=True)
+    jobs = {"pretrain_moco.tsv": res.pretrain_work(n, s.pretrain),
+            "finetune_moco_labeled_100_seed0.tsv": res.finetune_work(n, s.finetune, 100)}
+    for name, work in jobs.items():
+        stage = name.split("_")[0]
+        secs = overhead + work.train / (true[stage] * scale) + work.infer / (
+            TABLE["gpu"]["inference"][work.arch] * scale)
+        (bench / "dr" / name).write_text(f"s\th:m:s\tmax_rss\n{secs}\t0:00:00\t1\n")
+    fitted = res.calibrate(results, bench, TABLE, min_seconds=0)
+    assert fitted["gpu"]["pretrain"]["resnet18"] == pytest.approx(900, rel=1e-3)
+    assert fitted["gpu"]["finetune"]["resnet18"] == pytest.approx(1500, rel=1e-3)
+    assert fitted["gpu"]["pretrain"]["resnet50"] == TABLE["gpu"]["pretrain"]["resnet50"]
+    assert fitted["measured"]["jobs"] == {"pretrain/resnet18": 1, "finetune/resnet18": 1}

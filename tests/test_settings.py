@@ -1,0 +1,107 @@
+"""Settings resolved once from the validated config: one field per schema key, result vs
+execution fields, method variants and their terms, --config values, clear config errors."""
+
+import dataclasses
+
+import pytest
+import yaml
+from stagedata import SCHEMA, tiny_settings
+
+from ilmoco import settings as st
+from ilmoco.io import ConfigError
+
+SECTIONS = {"pretrain": st.PretrainSettings, "finetune": st.FinetuneSettings,
+            "probe": st.ProbeSettings, "cka": st.CKASettings, "bootstrap": st.BootstrapSettings,
+            "split": st.SplitSettings, "paired": st.PairedSettings}
+NESTED = {("pretrain", "optimizer"): st.OptimizerSettings, ("pretrain", "moco"): st.MoCoSettings,
+          ("pretrain", "byol"): st.BYOLSettings, ("pretrain", "mse"): st.MSESettings,
+          ("pretrain", "bt"): st.BTSettings, ("pretrain", "knn"): st.KnnSettings,
+          ("finetune", "optimizer"): st.OptimizerSettings}
+
+
+def schema_properties(*path) -> set:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    node = schema["properties"][path[0]]
+    for p in path[1:]:
+        node = st._schema_at(node, schema)["properties"][p]
+    return set(st._schema_at(node, schema)["properties"])
+
+
+@pytest.mark.parametrize("path,cls", [((k,), v) for k, v in SECTIONS.items()]
+                         + list(NESTED.items()))
+def test_one_dataclass_field_per_schema_key(path, cls):
+    """A setting is added end to end by one schema property and one dataclass field: the
+    two always name the same keys."""
+    assert {f.name for f in dataclasses.fields(cls)} == schema_properties(*path)
+
+
+def test_execution_fields_are_not_result_fields():
+    s = tiny_settings()
+    fields = st.result_fields(s.pretrain_run("dr", "moco_mse"))
+    pre = fields["settings"]
+    for name in ("device", "data_placement", "checkpoint_every", "compile", "channels_last",
+                 "progress"):
+        assert name not in pre
+    assert {"epochs", "batch_size", "precision", "optimizer", "moco"} <= set(pre)
+    other = tiny_settings(pretrain={"checkpoint_every": 99, "device": "cuda", "compile": True})
+    assert st.digest(other.pretrain_run("dr", "moco_mse")) == st.digest(
+        s.pretrain_run("dr", "moco_mse"))
+    changed = tiny_settings(pretrain={"epochs": 3})
+    assert st.digest(changed.pretrain_run("dr", "moco_mse")) != st.digest(
+        s.pretrain_run("dr", "moco_mse"))
+
+
+def test_variants_resolve_to_their_terms():
+    s = tiny_settings(
+        methods=["supervised", "moco", "moco_mse", "moco_bt", "b3", "lam1", "bt_std", "by"],
+        variants={"b3": {"base": "moco", "term": "mse", "blocks": [3]},
+                  "lam1": {"base": "moco", "term": "mse", "weight": 1.0, "pool": [2, 2, 1, 1]},
+                  "bt_std": {"base": "moco", "term": "bt", "lambda_on": 1.0,
+                             "lambda_off": 0.0051, "display": "BT (standard)"},
+                  "by": {"base": "byol", "term": "none"}},
+        datasets={"dr": {"mse_pool": [8, 8, 2, 2]}})
+    assert s.pretrain_run("dr", "moco").term.weights == (0, 0, 0, 0)
+    mse = s.pretrain_run("dr", "moco_mse").term
+    assert mse.weights == (0.25,) * 4 and mse.pool == (8, 8, 2, 2)  # the dataset's pooling
+    assert s.pretrain_run("dr", "b3").term.weights == (0, 0, 0.25, 0)
+    lam = s.pretrain_run("dr", "lam1").term
+    assert lam.weights == (1.0,) * 4 and lam.pool == (2, 2, 1, 1)  # the variant's own pool
+    bt = s.pretrain_run("dr", "bt_std").term
+    assert (bt.kind, bt.lambda_on, bt.lambda_off) == ("bt", 1.0, 0.0051)
+    assert s.pretrain_run("dr", "by").base == "byol"
+    names = s.display_names
+    assert names["b3"] == "MoCo+MSE[b3]" and names["lam1"] == "MoCo+MSE λ=1"
+    assert names["bt_std"] == "BT (standard)" and names["by"] == "BYOL"
+    assert s.ssl_methods == ["moco", "moco_mse", "moco_bt", "b3", "lam1", "bt_std", "by"]
+    assert s.probe_methods()[-2:] == ["random_init", "supervised"]
+
+
+@pytest.mark.parametrize("over,where,message", [
+    ({"methods": ["moco", "simclr"]}, "methods", "'simclr' is neither a predefined method"),
+    ({"methods": ["moco", "moco_mse"], "variants": {"moco_mse": {"base": "moco",
+                                                                 "term": "bt"}}},
+     "variants.moco_mse", "redefines a predefined method"),
+    ({"methods": ["moco_mse", "moco_bt"]}, "paired.baseline", "'moco' is not one of"),
+    ({"methods": ["moco", "z"], "variants": {"z": {"base": "moco", "term": "mse",
+                                                   "weight": 0}}},
+     "variants.z", "weight 0 on every block"),
+    ({"probe": {"fraction": 50}}, "probe.fraction", "50 is not one of"),
+])
+def test_config_errors_name_the_key(over, where, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        tiny_settings(**over)
+    assert e.value.where == where and str(e.value).startswith(f"config error at {where}: ")
+
+
+def test_command_line_strings_are_read_as_the_schema_types():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    got = st.coerce_to_schema({"seeds": ["0", "1"], "fractions": "[1, 6]",
+                               "pretrain": {"epochs": "3", "compile": "true",
+                                            "optimizer": {"lr": "0.1"}},
+                               "datasets": {"x": {"root": "123", "image_size": "32"}},
+                               "use_datasets": ["x"]}, schema)
+    assert got["seeds"] == [0, 1] and got["fractions"] == [1, 6]
+    assert got["pretrain"] == {"epochs": 3, "compile": True, "optimizer": {"lr": 0.1}}
+    assert got["datasets"]["x"] == {"root": "123", "image_size": 32}  # strings stay strings
+    bad = st.coerce_to_schema({"seeds": ["0", "x"]}, schema)
+    assert bad["seeds"] == [0, "x"]  # left for the schema to report
