@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed
 CORES ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: install demo test test-fast lint report readme-results slurm-profile calibrate \
+.PHONY: install demo test test-fast lint report readme-results slurm-profile calibrate estimate \
 	clean-results help
 
 help:
 	@echo "make demo | test | test-fast | lint | report | readme-results | slurm-profile |"
-	@echo "     calibrate | clean-results"
+	@echo "     calibrate | estimate CONFIG=... | clean-results"
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "$(PYTHON) -m venv failed; on Debian/Ubuntu: sudo apt-get install python3-venv"; exit 1; }
@@ -52,6 +52,11 @@ readme-results: $(STAMP)
 # profiles/slurm/site.example.yaml on first use). Then: snakemake --profile slurm ...
 slurm-profile: $(STAMP)
 	$(BIN)/python -m ilmoco.site slurm $(if $(FORCE),--force)
+
+# Modelled GPU-hours of a run before any data, e.g.
+#   make estimate CONFIG="config/real_data.example.yaml config/presets/paper.yaml"
+estimate: $(STAMP)
+	$(BIN)/python -m ilmoco.resources estimate $(CONFIG)
 
 # Refit the throughput table behind the runtime requests from a finished run's benchmarks.
 calibrate: $(STAMP)

@@ -29,13 +29,3 @@ def _one_thread():
 
     torch.set_num_threads(1)
     yield
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    """The whole DAG on config/smoke.yaml, run once per session (local executor)."""
-    from snakerun import snakemake
-
-    work = tmp_path_factory.mktemp("smoke")
-    snakemake(workdir=work)
-    return work

@@ -314,3 +314,32 @@ def test_new_variants_get_distinct_colours():
     colors = figures.method_colors(ORDER + ["mse_b1", "mse_b2", "byol_mse"])
     new = [colors[m] for m in ("mse_b1", "mse_b2", "byol_mse")]
     assert len(set(new)) == 3 and not set(new) & {colors[m] for m in METHODS}
+
+
+# ------------------------------------------------------------------ the README's account
+
+def test_summary_sentences_come_from_the_results():
+    from ilmoco.summary import learning_sentences, paired_sentences, pretraining_rows
+
+    curve = pd.DataFrame({"step": [10, 20, 20], "epoch": [0, 1, 1],
+                          "loss": [5.0, 3.2, np.nan], "infonce": [5.0, 3.2, np.nan],
+                          "knn_macro_auc": [np.nan, np.nan, 0.81]})
+    probes = pd.DataFrame([{"dataset": "d", "method": m, "block": "block4", "estimate": e}
+                           for m, e in (("moco", 0.78), ("random_init", 0.55))])
+    rows = pretraining_rows({("d", "moco"): curve}, 256, probes)
+    r = rows.iloc[0]
+    assert r["infonce"] == 3.2 and r["chance"] == pytest.approx(np.log(257))
+    assert r["knn"] == 0.81 and (r["probe"], r["random_probe"]) == (0.78, 0.55)
+    text = " ".join(learning_sentences(rows, DISPLAY))
+    assert f"{np.log(257) - 3.2:.2f}-{np.log(257) - 3.2:.2f} nats below chance" in text
+    assert "scores 55.0-55.0" in text and "+23.0 to +23.0 points" in text
+    paired = pd.DataFrame([
+        {"dataset": "d", "fraction": 1.0, "baseline": "moco", "method": "moco_mse",
+         "estimate": 0.03, "ci_low": 0.01, "ci_high": 0.05},
+        {"dataset": "d", "fraction": 1.0, "baseline": "moco", "method": "moco_bt",
+         "estimate": 0.02, "ci_low": -0.01, "ci_high": 0.05}])
+    lines = paired_sentences(paired, DISPLAY, {"d": "Data"}, level=0.9)
+    assert lines[0].startswith("1 of 2 paired differences to the baseline have a 90 % "
+                               "interval that excludes zero")
+    assert lines[1] == ("Data, 1 % labels, against MoCo: MoCo+MSE +3.0 [+1.0, +5.0] "
+                        "(interval excludes 0); within noise: MoCo+BT.")

@@ -67,3 +67,15 @@ def test_calibration_recovers_the_rates(tmp_path):
     assert fitted["gpu"]["finetune"]["resnet18"] == pytest.approx(1500, rel=1e-3)
     assert fitted["gpu"]["pretrain"]["resnet50"] == TABLE["gpu"]["pretrain"]["resnet50"]
     assert fitted["measured"]["jobs"] == {"pretrain/resnet18": 1, "finetune/resnet18": 1}
+
+
+def test_estimate_of_a_run_before_any_data():
+    cfg = validated(merge(merge(demo_config(), TINY), {"fractions": [1, 100]}))
+    hours = res.estimate(cfg, TABLE)["dr"]
+    assert hours["pretrain"] > 0 and hours["finetune"] > 0 and hours["probe"] > 0
+    s = resolve(cfg)
+    n = res.split_counts(res.PUBLIC_IMAGES["eyepacs_dr"], s.split.ratios)
+    size = s.datasets["dr"].image_size
+    one = sum(res.seconds(res.finetune_work(n, s.finetune, p), "finetune", size, TABLE)
+              for p in (1, 100))
+    assert hours["finetune"] == pytest.approx(len(s.method_names) * one / 3600)

@@ -193,3 +193,31 @@ def test_feature_extraction_leaves_batchnorm_untouched():
 def test_meta_round_trip(data):
     _, meta = data
     assert DatasetMeta.from_dict(meta.to_dict()) == meta
+
+
+def test_multilabel_data_through_finetuning_and_probing(tmp_path_factory):
+    """NIH-layout multi-label data (14 sigmoids) through fine-tuning and layer probing; the
+    smoke DAG covers the binary path."""
+    from ilmoco.probe import ProbeJob, run_probe
+
+    paths, meta = prepare(tmp_path_factory.mktemp("nih"), fmt="nih_cxr14", n_patients=40)
+    assert meta.task == "multilabel" and len(meta.label_columns) == 14
+    s = tiny_settings(datasets={"dr": {"format": "nih_cxr14"}}, finetune={"epochs": 2})
+    out = tmp_path_factory.mktemp("nih_ft")
+    job = finetune.FinetuneJob(
+        run=s.finetune_run("dr", "supervised"), pct=100, seed=0, split_csv=str(paths["split"]),
+        meta=meta, cache_images=str(paths["images"]), cache_index=str(paths["index"]),
+        encoder=None, out_predictions=str(out / "p.csv"), out_metrics=str(out / "m.json"),
+        out_model=str(out / "model.pt"), out_history=str(out / "h.csv"),
+        resume_path=str(out / "resume.pt"))
+    result = finetune.run(job)
+    assert result["metric"] == "macro_auc" and 0 <= result["estimate"] <= 1
+    pred = pd.read_csv(out / "p.csv")
+    assert sum(c.startswith("p_") for c in pred.columns) == 14
+    df = run_probe(ProbeJob(
+        run=s.probe_run("dr", "random_init"), model=None, init_seed=0, zero_init_residual=True,
+        split_csv=str(paths["split"]), meta=meta, cache_images=str(paths["images"]),
+        cache_index=str(paths["index"]), out_csv=str(out / "probe.csv"),
+        out_json=str(out / "probe.json")))
+    assert list(df["block"]) == ["block1", "block2", "block3", "block4"]
+    assert (df["ci_low"] <= df["estimate"]).all() and (df["estimate"] <= df["ci_high"]).all()

@@ -35,10 +35,10 @@ from ilmoco.io import InputError, write_csv, write_json
 from ilmoco.loop import train_loop
 from ilmoco.optim import build_optimizer, schedule
 from ilmoco.predictions import write_predictions
+from ilmoco.registry import fraction_column
 from ilmoco.runlog import log
 from ilmoco.runtime import fingerprint, prepare
 from ilmoco.settings import FinetuneRun, result_fields
-from ilmoco.split import fraction_column
 
 
 class Classifier(nn.Module):

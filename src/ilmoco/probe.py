@@ -33,10 +33,9 @@ from ilmoco.evaluation import (
     tuned_threshold,
 )
 from ilmoco.io import write_csv, write_json
-from ilmoco.registry import BLOCKS
+from ilmoco.registry import BLOCKS, fraction_column
 from ilmoco.runtime import resolve_device
 from ilmoco.settings import ProbeRun, ProbeSettings, result_fields
-from ilmoco.split import fraction_column
 
 
 def fit_linear(x_tr, y_tr, x_va, y_va, task: str, n_out: int, metric: str,

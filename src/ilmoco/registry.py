@@ -128,7 +128,17 @@ FIGURES = ("finetune", "layer_probe", "feature_reuse", "ks_cdf", "pretrain_loss"
            "paired_difference")
 
 
-# ------------------------------------------------------------------ run keys
+# ------------------------------------------------------------------ label fractions and runs
+
+def pct_name(pct: float) -> str:
+    """1 -> '1', 6.0 -> '6', 0.5 -> '0.5' (the suffix of ``labeled_<pct>``)."""
+    return f"{float(pct):g}"
+
+
+def fraction_column(pct: float) -> str:
+    """The ``split.csv`` column of a label fraction: ``labeled_<pct>``."""
+    return f"labeled_{pct_name(pct)}"
+
 
 def run_key(kind: str, method: str, pct: float | str, seed: int) -> str:
     """The name of one run's file among a rule's inputs, e.g. ``predictions:moco:6:0``."""

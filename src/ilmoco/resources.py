@@ -179,10 +179,41 @@ def calibrate(results: Path, benchmarks: Path, table: dict, min_seconds: float =
     return out
 
 
+def estimate(config: dict, table: dict) -> dict[str, dict[str, float]]:
+    """Modelled GPU-hours per dataset and stage of a run (the public datasets' sizes, the
+    table's rates; no overhead or safety factor): what a run costs, before any data."""
+    from ilmoco.settings import resolve
+
+    s = resolve(config)
+    out: dict[str, dict[str, float]] = {}
+    for d, ds in s.datasets.items():
+        n = split_counts(PUBLIC_IMAGES.get(ds.format, 100_000), s.split.ratios)
+        hours = {"pretrain": 0.0, "finetune": 0.0, "probe": 0.0, "cka": 0.0}
+        for m in s.method_names:
+            if s.method(m).is_ssl:
+                hours["pretrain"] += seconds(pretrain_work(n, s.pretrain), "pretrain",
+                                             ds.image_size, table)
+                hours["cka"] += seconds(cka_work(n, len(s.fractions) * len(s.seeds),
+                                                 s.cka.subset, s.cka.repeats,
+                                                 s.pretrain.arch), "cka", ds.image_size, table)
+            for pct in s.fractions:
+                hours["finetune"] += len(s.seeds) * seconds(
+                    finetune_work(n, s.finetune, pct), "finetune", ds.image_size, table)
+        for m in s.probe_methods():
+            hours["probe"] += seconds(probe_work(n, s.probe.fraction, s.pretrain.arch),
+                                      "probe", ds.image_size, table)
+        out[d] = {k: v / 3600 for k, v in hours.items()}
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m ilmoco.resources",
-                                description="Refit the throughput table from benchmarks.")
+                                description="Runtime model: refit the throughput table "
+                                            "from benchmarks, or estimate a run's GPU-hours.")
     sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("estimate")
+    e.add_argument("configfiles", nargs="+", help="the run's --configfile list")
+    e.add_argument("--table", default=None)
     c = sub.add_parser("calibrate")
     c.add_argument("--results", default="results")
     c.add_argument("--benchmarks", default="benchmarks")
@@ -191,6 +222,9 @@ def main(argv=None) -> None:
     c.add_argument("--out", required=True)
     c.add_argument("--min-seconds", type=float, default=60.0)
     args = p.parse_args(argv)
+    if args.command == "estimate":
+        print_estimate(args.configfiles, args.table)
+        return
     table = calibrate(Path(args.results), Path(args.benchmarks), load_table(args.table),
                       args.min_seconds)
     out = Path(args.out).expanduser()
@@ -198,6 +232,38 @@ def main(argv=None) -> None:
     out.write_text("# Throughput fitted by `python -m ilmoco.resources calibrate`.\n"
                    + yaml.safe_dump(table, sort_keys=False))
     print(f"wrote {out}: {table['measured']['jobs']}")
+
+
+def print_estimate(configfiles, table_path=None) -> None:
+    from snakemake.utils import validate
+
+    from ilmoco.site import DEFAULT_THROUGHPUT
+
+    config: dict = {}
+    for f in configfiles:
+        _merge(config, yaml.safe_load(Path(f).read_text()) or {})
+    validate(config, str(Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+                         / "config.schema.yaml"))
+    table = load_table(table_path or DEFAULT_THROUGHPUT)
+    hours = estimate(config, table)
+    stages = ["pretrain", "finetune", "probe", "cka"]
+    print("| dataset | " + " | ".join(stages) + " | total |")
+    print("|---|" + "---:|" * (len(stages) + 1))
+    for d, h in hours.items():
+        print(f"| {d} | " + " | ".join(f"{h[s]:.0f}" for s in stages)
+              + f" | {sum(h.values()):.0f} |")
+    total = sum(sum(h.values()) for h in hours.values())
+    print(f"\ntotal {total:.0f} GPU-hours (modelled work, {table_path or DEFAULT_THROUGHPUT};"
+          f" {'measured' if table.get('measured') else 'estimated'} rates)")
+
+
+def _merge(base: dict, over: dict) -> None:
+    """Snakemake's key-by-key merge of config files."""
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
 
 
 if __name__ == "__main__":

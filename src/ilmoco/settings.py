@@ -99,24 +99,19 @@ class KnnSettings:
 
 
 @dataclass(frozen=True)
-class PretrainSettings:
+class TrainingSettings:
+    """What pretraining and fine-tuning share: the network, the optimisation, the numerics,
+    and how the stage runs."""
+
     arch: str
     zero_init_residual: bool
     epochs: int
     batch_size: int
-    seed: int
     precision: str
     deterministic: bool
     log_every: int
-    val_max_images: int
-    select: str  # "last" epoch, or the epoch of lowest validation loss ("val_loss")
     augment_overrides: Mapping
     optimizer: OptimizerSettings
-    moco: MoCoSettings
-    byol: BYOLSettings
-    mse: MSESettings
-    bt: BTSettings
-    knn: KnnSettings
     device: str = execution()
     data_placement: str = execution()
     checkpoint_every: int = execution()
@@ -126,26 +121,23 @@ class PretrainSettings:
 
 
 @dataclass(frozen=True)
-class FinetuneSettings:
-    arch: str
-    zero_init_residual: bool
-    epochs: int
+class PretrainSettings(TrainingSettings):
+    seed: int
+    val_max_images: int
+    select: str  # "last" epoch, or the epoch of lowest validation loss ("val_loss")
+    moco: MoCoSettings
+    byol: BYOLSettings
+    mse: MSESettings
+    bt: BTSettings
+    knn: KnnSettings
+
+
+@dataclass(frozen=True)
+class FinetuneSettings(TrainingSettings):
     patience: int
     min_steps_per_epoch: int
-    batch_size: int
-    precision: str
-    deterministic: bool
     augment: bool
-    augment_overrides: Mapping
-    log_every: int
     evaluate_last: bool
-    optimizer: OptimizerSettings
-    device: str = execution()
-    data_placement: str = execution()
-    checkpoint_every: int = execution()
-    compile: bool = execution()
-    channels_last: bool = execution()
-    progress: str = execution()
 
 
 @dataclass(frozen=True)
@@ -338,9 +330,13 @@ class RunSettings:
         m, ds = self.method(method), self.datasets[dataset]
         if not m.is_ssl:
             raise ValueError(f"{method!r} is not a self-supervised method")
+        # The run keeps only the settings its method reads (the term is resolved into
+        # ``term``), so a setting of another method reruns nothing here.
+        used = dataclasses.replace(self.pretrain, mse=None, bt=None,
+                                   moco=self.pretrain.moco if m.base == "moco" else None,
+                                   byol=self.pretrain.byol if m.base == "byol" else None)
         return PretrainRun(dataset, method, m.base, ds.metric, term_spec(m, self.pretrain, ds),
-                           preset(ds.augment, "ssl", self.pretrain.augment_overrides),
-                           self.pretrain)
+                           preset(ds.augment, "ssl", self.pretrain.augment_overrides), used)
 
     def finetune_run(self, dataset: str, method: str) -> FinetuneRun:
         ds, ft = self.datasets[dataset], self.finetune
@@ -360,16 +356,19 @@ class RunSettings:
 
 def term_spec(method: Method, pre: PretrainSettings, ds: DatasetSettings) -> TermSpec:
     """The intermediate term of ``method``: the variant's overrides, else the dataset's MSE
-    pooling (``mse_pool``), else ``pretrain.mse`` / ``pretrain.bt``."""
+    pooling (``mse_pool``), else ``pretrain.mse`` / ``pretrain.bt``. Settings the term's kind
+    does not read are left empty, so changing them reruns nothing."""
     over = dict(method.term_overrides)
     kind = method.term
+    if kind == "none":
+        return TermSpec("none", (0.0,) * 4, (), (), 0.0, 0.0, 0.0)
     base_weights = pre.mse.weights if kind == "mse" else pre.bt.weights
     weights = tuple(float(w) for w in over.get("weights", base_weights))
-    if kind == "none":
-        weights = (0.0,) * 4
     weights = tuple(w if b in method.blocks else 0.0 for b, w in zip(range(1, 5), weights))
-    pool = tuple(over.get("pool", ds.mse_pool or pre.mse.pool))
-    return TermSpec(kind, weights, pool, tuple(over.get("projector", pre.bt.projector)),
+    if kind == "mse":
+        return TermSpec("mse", weights, tuple(over.get("pool", ds.mse_pool or pre.mse.pool)),
+                        (), 0.0, 0.0, 0.0)
+    return TermSpec("bt", weights, (), tuple(over.get("projector", pre.bt.projector)),
                     float(over.get("lambda_on", pre.bt.lambda_on)),
                     float(over.get("lambda_off", pre.bt.lambda_off)),
                     float(over.get("scale", pre.bt.scale)))
@@ -586,3 +585,20 @@ def coerce_to_schema(value, schema: Mapping, root: Mapping | None = None):
                 coerce_to_schema(v, extra, root) if isinstance(extra, Mapping) else v
                 for k, v in value.items()}
     return value
+
+
+def execution_keys() -> dict[str, set[str]]:
+    """Config keys per section that only change how a stage runs."""
+    return {section: {f.name for f in dataclasses.fields(cls) if f.metadata.get("execution")}
+            for section, cls in (("pretrain", PretrainSettings),
+                                 ("finetune", FinetuneSettings))}
+
+
+def result_config(config: Mapping) -> dict:
+    """The validated config without its execution settings: what determines the results
+    (``results/resolved_config.yaml``; changing only an execution setting reruns nothing)."""
+    out = {k: v for k, v in config.items()}
+    for section, keys in execution_keys().items():
+        if section in out:
+            out[section] = {k: v for k, v in out[section].items() if k not in keys}
+    return out

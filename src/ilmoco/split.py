@@ -18,19 +18,9 @@ import pandas as pd
 
 from ilmoco.datasets.base import DatasetMeta
 from ilmoco.io import InputError
+from ilmoco.registry import fraction_column, pct_name
 
 SPLITS = ("train", "val", "test")
-
-
-def pct_name(pct: float) -> str:
-    """1 -> '1', 6.0 -> '6', 0.5 -> '0.5' (the suffix of ``labeled_<pct>``)."""
-    return f"{float(pct):g}"
-
-
-def fraction_column(pct: float) -> str:
-    """The ``split.csv`` column of a label fraction: ``labeled_<pct>``."""
-    return f"labeled_{pct_name(pct)}"
-
 
 def label_matrix(df: pd.DataFrame, meta: DatasetMeta) -> np.ndarray:
     """Binary (n, L) matrix used for stratification (multiclass labels one-hot encoded)."""

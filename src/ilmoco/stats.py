@@ -19,7 +19,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy.stats import ks_2samp
 
 METRICS = ("macro_auc", "f1_macro", "f1_pos_tuned", "accuracy")
 
@@ -205,6 +204,8 @@ def paper_interval(y, p, metric, n_resamples: int = 500, seed: int = 0) -> dict:
 def ks_distance(p_a: np.ndarray, p_b: np.ndarray) -> dict:
     """Two-sample Kolmogorov–Smirnov statistic between predicted-probability distributions;
     per label (or class) for multi-column predictions, then averaged."""
+    from scipy.stats import ks_2samp  # imported here: scipy.stats costs ~1 s per job
+
     p_a, p_b = np.asarray(p_a), np.asarray(p_b)
     if p_a.ndim == 1:
         r = ks_2samp(p_a, p_b)

@@ -16,10 +16,21 @@ from ilmoco.codehash import code_hash  # noqa: E402
 from ilmoco.datasets.formats import READER_MODULES  # noqa: E402
 from ilmoco.gpus import local_gpu_count  # noqa: E402
 from ilmoco.io import ConfigError  # noqa: E402
-from ilmoco.registry import FIGURES, RANDOM_INIT, SUPERVISED, TABLES, run_key  # noqa: E402
-from ilmoco.settings import coerce_to_schema, resolve, result_fields  # noqa: E402
+from ilmoco.registry import (  # noqa: E402
+    FIGURES,
+    RANDOM_INIT,
+    SUPERVISED,
+    TABLES,
+    pct_name,
+    run_key,
+)
+from ilmoco.settings import (  # noqa: E402
+    coerce_to_schema,
+    resolve,
+    result_config,
+    result_fields,
+)
 from ilmoco.site import load_site, throughput_path  # noqa: E402
-from ilmoco.split import pct_name  # noqa: E402
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -225,21 +236,27 @@ def figures():
             and (f != "paired_difference" or len(METHODS) > 1)]
 
 
+def ablation(name):
+    """With variants configured, the paired comparisons form the report's Ablations."""
+    return name == "paired_difference" and bool(config.get("variants"))
+
+
 def table_output(name, ext):
     path = f"results/tables/{name}.{ext}"
     if ext != "csv":
         return path
-    return report(path, caption=f"../report/table_{name}.rst", category="Tables",
-                  labels={"table": name})
+    return report(path, caption=f"../report/table_{name}.rst",
+                  category="Ablations" if ablation(name) else "Tables", labels={"table": name})
 
 
 def figure_output(name, ext):
     path = FIG.replace("{figure}", name) + f".{ext}"
     if ext != "png":
         return path
-    return report(path, caption=f"../report/fig_{name}.rst", category="{dataset}",
-                  subcategory=name.replace("_", " "), labels={"dataset": "{dataset}",
-                                                              "figure": name})
+    return report(path, caption=f"../report/fig_{name}.rst",
+                  category="Ablations" if ablation(name) else "{dataset}",
+                  subcategory="{dataset}" if ablation(name) else name.replace("_", " "),
+                  labels={"dataset": "{dataset}", "figure": name})
 
 
 # ----------------------------------------------------------------- report inputs

@@ -10,12 +10,12 @@ localrules:
 
 
 rule resolved_config:
-    """The run's complete configuration: every key, schema defaults filled in (a valid
-    --configfile that reproduces the run)."""
+    """The run's complete configuration: every key that determines results, schema defaults
+    filled in (a valid --configfile that reproduces the run)."""
     output:
         RESOLVED,
     params:
-        config=lambda w: dict(config),
+        config=lambda w: result_config(config),
     log:
         "logs/resolved_config.log",
     conda:
@@ -59,14 +59,21 @@ rule figures:
 
 
 rule readme:
-    """Copy the demo's NIH fine-tuning figure and table into docs/ and the README."""
+    """The README's demo section from this run's results: the first dataset's fine-tuning
+    figure, whether SSL learned, the fine-tuning table, which differences are real."""
     input:
-        figure="results/figures/nih_synth/finetune.png",
-        table="results/tables/finetune.md",
+        figure=f"results/figures/{DATASETS[0]}/finetune.png",
+        finetune="results/tables/finetune.md",
+        paired="results/tables/paired_difference.csv",
+        layer="results/tables/layer_probe.csv",
+        **{f"pretrain:{d}:{m}": PRETRAIN_METRICS.format(dataset=d, method=m)
+           for d in DATASETS for m in SSL},
         readme="README.md",
     output:
-        figure="docs/demo/finetune_nih_synth.png",
-        table="docs/demo/finetune.md",
+        figure="docs/demo/finetune.png",
+        summary="docs/demo/summary.md",
+    params:
+        presentation=presentation(),
     log:
         "logs/readme.log",
     conda:

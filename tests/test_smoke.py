@@ -1,0 +1,429 @@
+"""Everything that reads the smoke run (config.yaml + config/smoke.yaml, the whole DAG, run
+once per module): its outputs, what reruns after setting and code changes, the report, a
+byte-identical rerun without network, kill -9 then resume, and the same DAG through a real
+SLURM. One module, so that one test worker runs the smoke DAG once (pytest-xdist, --dist
+loadfile) while the others run the rest of the suite."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from snakerun import ROOT, SMOKE_CONFIG, planned_jobs, snakemake
+from test_slurm import CI_SITE, GPU_RULES, HERE, OPTED_IN, git_status, make_profile, write_site
+
+from ilmoco.io import torch_load
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """The whole DAG on the smoke configuration (local executor)."""
+    work = tmp_path_factory.mktemp("smoke")
+    snakemake(workdir=work)
+    return work
+
+
+def write(path, text):
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_smoke_dag_produces_every_result(smoke_run):
+    res, ds = smoke_run / "results", "dr_synth"
+    methods = ("supervised", "moco", "moco_mse", "byol_bt")
+    for m in methods:
+        for pct in ("6", "100"):
+            d = res / ds / "finetune" / m / f"labeled_{pct}" / "seed0"
+            metrics = json.loads((d / "metrics.json").read_text())
+            assert metrics["ci_low"] <= metrics["estimate"] <= metrics["ci_high"]
+            assert metrics["seed"] == 0 and metrics["fraction"] == float(pct)
+            assert metrics["last_epoch"]["estimate"] is not None
+            assert (d / "model.pt").exists() and (d / "predictions.csv").exists()
+    for m in methods[1:]:
+        assert (res / ds / "pretrain" / m / "encoder.pt").exists()
+        assert not (res / ds / "pretrain" / m / "resume.pt").exists()
+        curve = pd.read_csv(res / ds / "pretrain" / m / "metrics.csv")
+        assert any(c.startswith("knn_") for c in curve.columns)  # the monitor ran
+    byol = pd.read_csv(res / ds / "pretrain" / "byol_bt" / "metrics.csv")
+    assert {"byol", "bt_block1", "bt_block4"} <= set(byol.columns)
+    assert (res / ds / "probe" / "random_init" / "probe.csv").exists()
+    paired = pd.read_csv(res / ds / "analysis" / "paired.csv")
+    assert set(paired["method"]) == {"supervised", "moco_mse", "byol_bt"}
+    assert set(paired["baseline"]) == {"moco"}
+    split = pd.read_csv(res / ds / "data" / "split.csv")
+    assert set(split["half"]) == {"train", "test"}  # both EyePACS halves were read
+    for t in ("finetune", "linear_probe", "layer_probe", "feature_reuse", "ks_distance",
+              "paired_difference", "paper_comparison"):
+        for ext in ("csv", "md", "tex"):
+            assert (res / "tables" / f"{t}.{ext}").stat().st_size > 0
+    ft = pd.read_csv(res / "tables" / "finetune.csv")
+    assert len(ft) == 4 * 2 and set(ft.columns) >= {"estimate", "ci_low", "ci_high",
+                                                     "n_seeds"}
+    assert "nothing to compare" in (res / "tables" / "paper_comparison.md").read_text()
+    assert "Random init" in (res / "tables" / "layer_probe.md").read_text()
+    assert "BYOL+BT" in (res / "tables" / "finetune.md").read_text()  # display names
+    cfg = yaml.safe_load((res / "resolved_config.yaml").read_text())
+    assert cfg["variants"]["byol_bt"]["base"] == "byol" and cfg["pretrain"]["epochs"] == 2
+    assert "device" not in cfg["pretrain"]  # execution settings are not part of it
+
+
+def test_every_log_has_a_header_and_an_end(smoke_run):
+    logs = list((smoke_run / "results").rglob("logs/*.log")) + list(
+        (smoke_run / "logs").rglob("*.log"))
+    assert len(logs) > 25
+    for log in logs:
+        lines = log.read_text().splitlines()
+        assert lines and lines[0].startswith("== ") and "git " in lines[0], log
+        assert lines[-1].startswith("== done in"), log
+        assert "\r" not in log.read_text(), log  # line-based progress in files
+    ft = (smoke_run / "results/dr_synth/logs/finetune_moco_labeled_6_seed0.log").read_text()
+    assert "settings " in ft.splitlines()[0] and "test macro_auc" in ft
+    pre = (smoke_run / "results/dr_synth/logs/pretrain_moco.log").read_text()
+    assert "epoch 1/2 |" in pre and "epoch 2/2 |" in pre
+
+
+def test_results_are_readable_by_colleagues(smoke_run):
+    """Files written through a temporary file follow the umask (022 here), not mkstemp's
+    0600."""
+    for f in ["results/dr_synth/data/split.csv", "results/tables/finetune.csv",
+              "results/dr_synth/pretrain/moco/encoder.pt",
+              "results/figures/dr_synth/finetune.png"]:
+        mode = (smoke_run / f).stat().st_mode
+        assert mode & stat.S_IRGRP and mode & stat.S_IROTH, (f, oct(mode))
+
+
+def test_nothing_to_do_after_a_run(smoke_run):
+    assert planned_jobs(workdir=smoke_run) == {}
+
+
+def test_execution_settings_plan_nothing(smoke_run, tmp_path):
+    cfg = write(tmp_path / "exec.yaml", """\
+        pretrain: {checkpoint_every: 7, device: cpu, compile: false, data_placement: host,
+                   progress: lines, channels_last: false}
+        finetune: {checkpoint_every: 5, device: cpu, data_placement: memmap, progress: quiet}
+    """)
+    assert planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg)) == {}
+
+
+def test_a_result_setting_reruns_its_stage_and_what_depends_on_it(smoke_run, tmp_path):
+    cfg = write(tmp_path / "lr.yaml", "finetune: {optimizer: {lr: 0.002}}\n")
+    jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
+    assert jobs["finetune"] == 8
+    assert not {"synthetic_data", "manifest", "split", "cache", "pretrain"} & set(jobs)
+    assert set(jobs) <= {"finetune", "probe", "cka", "ks", "paired", "tables", "figures",
+                         "all", "resolved_config"}
+    cfg = write(tmp_path / "epochs.yaml", "pretrain: {epochs: 3}\n")
+    jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
+    assert jobs["pretrain"] == 3 and jobs["finetune"] == 3 * 2  # not supervised
+    assert not {"synthetic_data", "manifest", "split", "cache"} & set(jobs)
+    cfg = write(tmp_path / "bt.yaml", "pretrain: {bt: {lambda_off: 0.001}}\n")
+    jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
+    assert jobs["pretrain"] == 1  # only the Barlow Twins method uses it
+
+
+def test_changing_the_split_seed_reruns_everything_downstream_of_the_split(smoke_run,
+                                                                            tmp_path):
+    cfg = write(tmp_path / "seed.yaml", "split: {seed: 1}\n")
+    jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
+    assert jobs["split"] == 1 and jobs["pretrain"] == 3 and jobs["finetune"] == 8
+    assert not {"synthetic_data", "manifest", "cache"} & set(jobs)
+
+
+def repo_copy(tmp_path):
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    copy = tmp_path / "repo"
+    for f in files:
+        if (ROOT / f).is_file():
+            (copy / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, copy / f)
+    return copy
+
+
+def test_comments_and_docstrings_in_the_library_rerun_nothing(smoke_run, tmp_path):
+    copy = repo_copy(tmp_path)
+    modules = sorted((copy / "src/ilmoco").rglob("*.py"))
+    assert len(modules) > 30
+    for m in modules:
+        text = m.read_text()
+        text = text.replace('"""', '"""Edited. ', 1) if text.lstrip().startswith('"""') \
+            else text
+        m.write_text(text + "\n# a comment appended to every library module\n")
+    jobs = planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile")
+    assert jobs == {}, jobs
+
+
+def test_a_code_change_reruns_only_the_stages_that_run_it(smoke_run, tmp_path):
+    copy = repo_copy(tmp_path)
+    for name in ("datasets/nih.py", "figures.py"):  # another format's reader; a report module
+        f = copy / "src/ilmoco" / name
+        f.write_text(f.read_text() + "\nCHANGED = True\n")
+    assert planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile") == {
+        "figures": 1, "all": 1}
+    losses = copy / "src/ilmoco/losses.py"  # the losses: training and what follows
+    losses.write_text(losses.read_text() + "\nCHANGED = True\n")
+    jobs = planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile")
+    assert jobs["pretrain"] == 3 and jobs["finetune"] == 8 and jobs["probe"] == 5
+    assert not {"synthetic_data", "manifest", "split", "cache"} & set(jobs)
+
+
+def test_report_builds(smoke_run):
+    snakemake("--report", "results/report.html", workdir=smoke_run)
+    html = (smoke_run / "results" / "report.html").read_text(errors="ignore")
+    assert len(html) > 10_000 and "finetune" in html and "paired" in html
+    assert "Ablations" in html and "byol_bt" in html  # the variant of the smoke config
+
+
+NO_NETWORK = textwrap.dedent("""
+    import socket
+
+    def _blocked(*args, **kwargs):
+        raise OSError("network access blocked by the test suite")
+
+    socket.socket.connect = _blocked
+    socket.socket.connect_ex = _blocked
+    socket.create_connection = _blocked
+    socket.getaddrinfo = _blocked
+""")
+
+# One dataset's chain through every kind of stage: data, pretraining, fine-tuning,
+# probing, CKA, KS and the paired comparison.
+
+
+CHAIN = ["results/dr_synth/analysis/cka_moco_mse.csv",
+         "results/dr_synth/probe/moco_mse/probe.csv",
+         "results/dr_synth/probe/random_init/probe.csv"]
+
+
+def test_rerun_is_deterministic_and_needs_no_network(smoke_run, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_NETWORK)
+    work = tmp_path / "again"
+    work.mkdir()
+    snakemake(*CHAIN, workdir=work, env={"PYTHONPATH": str(site)})
+    compared = 0
+    for b in (work / "results").rglob("*"):
+        rel = b.relative_to(work)
+        if b.suffix not in (".csv", ".json", ".npy") or "logs" in rel.parts:
+            continue
+        a = smoke_run / rel
+        if b.name == "metrics.csv" and "pretrain" in rel.parts:  # throughput is timing
+            pd.testing.assert_frame_equal(pd.read_csv(a).drop(columns="throughput"),
+                                          pd.read_csv(b).drop(columns="throughput"))
+        else:
+            assert a.read_bytes() == b.read_bytes(), rel
+        compared += 1
+    assert compared > 12
+
+
+# ------------------------------------------------------------------ kill -9 and resume
+
+LONGER = """
+pretrain: {epochs: 4, checkpoint_every: 2}
+finetune: {epochs: 4, patience: 4, checkpoint_every: 2}
+"""
+
+
+DATA = "results/dr_synth/data"
+
+
+PRETRAIN = "results/dr_synth/pretrain/moco_mse"
+
+
+FINETUNE = "results/dr_synth/finetune/supervised/labeled_100/seed0"
+
+
+def job_pids(marker: str) -> list[int]:
+    """PIDs of running Snakemake job scripts whose command line contains ``marker``."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if ".snakemake/scripts" in cmd and marker in cmd:
+                out.append(int(d.name))
+    return out
+
+
+def with_smoke_data(smoke_run, work: Path) -> Path:
+    """A work directory holding the smoke run's data stages (raw data, split, cache), so only
+    training runs; copies keep their modification times and so stay up to date."""
+    for rel in ("data/synthetic/dr_synth", DATA):
+        shutil.copytree(smoke_run / rel, work / rel, copy_function=shutil.copy2)
+    cfg = work / "longer.yaml"
+    cfg.write_text(LONGER)
+    return cfg
+
+
+def run_and_kill(work: Path, target: str, cfg: Path, resume: Path, marker: str):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(work), "--cores", "1", target, "--configfile",
+           *map(str, SMOKE_CONFIG), str(cfg)]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.time() + 240
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        if resume.exists():  # a checkpoint is on disk: the job is mid-training
+            for pid in job_pids(marker):
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+            if killed:
+                break
+        time.sleep(0.02)
+    out, _ = proc.communicate(timeout=240)
+    assert killed, "the job finished before it could be killed:\n" + out[-2000:]
+    assert proc.returncode != 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(smoke_run, tmp_path_factory):
+    """An uninterrupted run of the longer configuration."""
+    work = tmp_path_factory.mktemp("uninterrupted")
+    cfg = with_smoke_data(smoke_run, work)
+    snakemake(f"{PRETRAIN}/encoder.pt", f"{FINETUNE}/metrics.json", workdir=work,
+              configfiles=(*SMOKE_CONFIG, cfg))
+    return work
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "finetune"])
+def test_kill_9_mid_epoch_then_rerun_resumes_bit_identical(smoke_run, reference, tmp_path,
+                                                            stage):
+    work = tmp_path / "work"
+    cfg = with_smoke_data(smoke_run, work)
+    if stage == "pretrain":
+        d, outputs = PRETRAIN, ["encoder.pt", "metrics.csv"]
+        target = f"{d}/encoder.pt"
+    else:
+        d, outputs = FINETUNE, ["model.pt", "metrics.json", "history.csv", "predictions.csv"]
+        target = f"{d}/metrics.json"
+    run_and_kill(work, target, cfg, work / d / "resume.pt", f"{stage}.py")
+    assert (work / d / "resume.pt").exists()
+    assert not (work / d / outputs[0]).exists()  # no output from the killed job
+    if stage == "pretrain":  # an execution setting changes nothing: the checkpoint resumes
+        cfg.write_text(LONGER.replace("checkpoint_every: 2}", "checkpoint_every: 3}", 1))
+    r = snakemake(target, workdir=work, configfiles=(*SMOKE_CONFIG, cfg))
+    assert "rule cache:" not in r.stdout + r.stderr  # the copied data stages were reused
+    logs = [p.read_text() for p in (work / "results/dr_synth/logs").glob(f"{stage}_*.log")]
+    assert any("resuming" in t for t in logs), r.stdout[-1000:]
+    assert not any("different configuration" in t for t in logs)
+    assert not (work / d / "resume.pt").exists()
+    for name in outputs:
+        a, b = reference / d / name, work / d / name
+        if name.endswith(".pt"):
+            sa, sb = torch_load(a), torch_load(b)
+            wa = sa.get("backbone", sa.get("model"))
+            wb = sb.get("backbone", sb.get("model"))
+            assert all(torch.equal(wa[k], wb[k]) for k in wa), name
+        elif name == "metrics.csv":
+            pd.testing.assert_frame_equal(pd.read_csv(a).drop(columns="throughput"),
+                                          pd.read_csv(b).drop(columns="throughput"))
+        else:
+            assert a.read_bytes() == b.read_bytes(), name
+
+
+def test_checkpoint_of_another_dataset_is_refused(smoke_run, tmp_path):
+    from ilmoco.checkpoints import load_backbone
+    from ilmoco.io import InputError
+
+    enc = smoke_run / "results/dr_synth/pretrain/moco_mse/encoder.pt"
+    with pytest.raises(InputError, match=r"trained with dataset='dr_synth' but this run "
+                                         r"needs dataset='nih_synth'"):
+        load_backbone(enc, dataset="nih_synth", method="moco_mse")
+    with pytest.raises(InputError, match=r"method='moco_mse' but this run needs "
+                                         r"method='byol_bt'"):
+        load_backbone(enc, dataset="dr_synth", method="byol_bt")
+    with pytest.raises(InputError, match=r"in_channels=3 but this run needs in_channels=1"):
+        load_backbone(enc, dataset="dr_synth", in_channels=1)
+
+
+# ------------------------------------------------------------------ the same DAG through SLURM
+
+@pytest.fixture(scope="module")
+def cluster():
+    can_run = os.geteuid() == 0 and (shutil.which("apt-get") or shutil.which("slurmctld"))
+    if not OPTED_IN:  # checked first: without the opt-in nothing is installed or changed
+        pytest.skip("starting a real SLURM changes /etc: set ILMOCO_TEST_SLURM=1 (CI does)")
+    if not can_run:
+        pytest.skip("needs root and apt-get to start a local SLURM")
+    # slurmctld runs as user `slurm`: its state must not sit in pytest's private (0700) tmp
+    state = Path(tempfile.mkdtemp(prefix="ilmoco-slurm-", dir="/tmp"))
+    state.chmod(0o755)
+    r = subprocess.run([str(HERE / "start.sh"), str(state)], capture_output=True, text=True,
+                       timeout=300)
+    if r.returncode != 0:
+        subprocess.run([str(HERE / "stop.sh"), str(state)], timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pids = {p.stem: int(p.read_text()) for p in state.glob("*.pid") if p.stem in
+            ("slurmctld", "slurmd", "munged")}
+    yield {"SLURM_CONF": str(state / "slurm.conf")}
+    subprocess.run([str(HERE / "stop.sh"), str(state)], timeout=60)
+    for name, pid in pids.items():  # stopped exactly what we started
+        assert not Path(f"/proc/{pid}").exists(), f"{name} ({pid}) still running"
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def test_smoke_dag_through_slurm(cluster, smoke_run, tmp_path):
+    home = tmp_path / "config"
+    env = {**os.environ, **cluster, "XDG_CONFIG_HOME": str(home),
+           "ILMOCO_SITE": str(home / "ilmoco/site.yaml")}
+    write_site(home / "ilmoco/site.yaml", CI_SITE)
+    before = git_status()
+    make_profile(env)
+    assert git_status() == before
+    work = tmp_path / "work"
+    work.mkdir()
+    # One dataset and one method: every stage from the raw layout to KS on a short critical
+    # path (SLURM status polling costs seconds per stage); the cross-dataset report rules
+    # run locally (localrules) and are tested on the local run.
+    args = ("--profile", "slurm", "--config", "use_datasets=[dr_synth]", "methods=[moco_mse]",
+            "paired={baseline: moco_mse}")
+    targets = ["results/dr_synth/analysis/ks.csv", "results/dr_synth/analysis/cka_moco_mse.csv",
+               "results/dr_synth/probe/moco_mse/probe.csv"]
+    r = snakemake(*targets, *args, workdir=work, env=env, timeout=600)
+    text = r.stdout + r.stderr
+    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text))
+    jobs = {jid: rule for rule, jid in re.findall(r"rule (\w+):\n(?:.*\n)*?\s+jobid: (\d+)",
+                                                 text)}
+    local = {jid for jid, rule in jobs.items() if rule in ("manifest", "split", "ks")}
+    assert len(jobs) == 10 and set(jobs) - local == set(submitted), \
+        "every job but the small local ones must be a SLURM job"
+    logs = list((work / "logs/slurm").rglob("*.log"))
+    for jid, slurm_id in submitted.items():
+        assert any(p.stem == slurm_id for p in logs), (jobs.get(jid), slurm_id)
+        show = subprocess.run(["scontrol", "show", "job", "-o", slurm_id], capture_output=True,
+                              text=True, env=env).stdout
+        assert "JobState=COMPLETED" in show, show
+        asked_gpu = re.search(r"Tres\w*=\S*gpu", show) is not None
+        assert asked_gpu == (jobs[jid] in GPU_RULES), (jobs[jid], show)
+    # the same bytes as the local run
+    for rel in ["results/dr_synth/data/split.csv", "results/dr_synth/data/cache/images.npy"] + [
+            f"results/dr_synth/finetune/moco_mse/labeled_{p}/seed0/predictions.csv"
+            for p in ("6", "100")]:
+        assert (work / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
+
+    # a job that fails (NaN loss) is reported as failed, not waited on forever
+    bad = tmp_path / "nan.yaml"
+    bad.write_text("pretrain: {optimizer: {lr: 1.0e+30}}\n")
+    r = snakemake("results/dr_synth/pretrain/moco_mse/encoder.pt", *args, workdir=work,
+                  env=env, configfiles=(*SMOKE_CONFIG, bad), check=False, timeout=300)
+    assert r.returncode != 0
+    assert "Error in rule pretrain" in r.stdout + r.stderr
