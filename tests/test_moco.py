@@ -168,3 +168,22 @@ def held_out_loss_ratio(model, steps: int = 20) -> float:
 def test_moco_training_lowers_loss_on_a_tiny_batch(method):
     """20 steps on two augmented views of one tiny batch lower its total loss."""
     assert held_out_loss_ratio(tiny(method, queue_size=32, momentum=0.99)) < 0.5
+
+
+def test_a_term_on_some_blocks_computes_and_owns_only_those():
+    torch.manual_seed(0)
+    moco = MoCoSettings(dim=16, queue_size=10, momentum=0.9, momentum_schedule="constant",
+                        temperature=0.2, head="mlp", bn="global", bn_splits=8)
+    bt = TermSpec("bt", (0.0, 0.0, 1.0, 0.0), (), (8, 8), 5e-5, 5e-5, 1 / 32)
+    model = MoCo("resnet18", 1, True, moco, bt)
+    assert list(model.term.projectors) == ["block3"]
+    _, logs = model(torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32))
+    assert set(logs) == {"infonce", "bt_block3", "loss"}
+    mse = TermSpec("mse", (0.0, 0.5, 0.0, 2.0), (2, 2, 1, 1), (), 0, 0, 0)
+    model = MoCo("resnet18", 1, True, moco, mse)
+    q = [torch.randn(2, c, s, s) for c, s in ((64, 8), (128, 4), (256, 2), (512, 1))]
+    k = [torch.randn_like(t) for t in q]
+    terms = model.term(q, k)
+    assert set(terms) == {"mse_block2", "mse_block4"}
+    assert float(terms["mse_block4"]) == pytest.approx(
+        2.0 * float(((q[3] - k[3]) ** 2).mean()), rel=1e-6)

@@ -121,3 +121,23 @@ def test_mean_ci_across_seeds():
     assert r["ci_low"] < 0.8 < r["ci_high"]
     one = mean_ci_across_seeds([0.7])
     assert one["n_seeds"] == 1 and np.isnan(one["ci_low"])
+
+
+def test_paper_interval_is_the_official_standard_error():
+    """mean ± 1.96·sd/√B of image-level bootstrap replicates, as the official code."""
+    from ilmoco.stats import paper_interval, resample_weights
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 80)
+    p = np.clip(y * 0.3 + rng.normal(0.35, 0.2, 80), 0, 1)
+    r = paper_interval(y, p, macro_auc, n_resamples=300, seed=4)
+    W = resample_weights(np.arange(80), 300, np.random.default_rng(4))
+    reps = []
+    for w in W:
+        idx = np.repeat(np.arange(80), w.astype(int))
+        reps.append(roc_auc_score(y[idx], p[idx]))
+    reps = np.array(reps)
+    half = 1.96 * reps.std() / np.sqrt(300)
+    assert r["paper_mean"] == pytest.approx(reps.mean(), abs=1e-12)
+    assert r["paper_ci_low"] == pytest.approx(reps.mean() - half, abs=1e-12)
+    assert r["paper_ci_high"] == pytest.approx(reps.mean() + half, abs=1e-12)

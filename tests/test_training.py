@@ -221,3 +221,36 @@ def test_multilabel_data_through_finetuning_and_probing(tmp_path_factory):
         out_json=str(out / "probe.json")))
     assert list(df["block"]) == ["block1", "block2", "block3", "block4"]
     assert (df["ci_low"] <= df["estimate"]).all() and (df["estimate"] <= df["ci_high"]).all()
+
+
+def test_the_encoder_of_the_lowest_validation_loss_is_kept(data, tmp_path):
+    """``select: val_loss`` (the official code) saves the epoch of the lowest validation loss:
+    the same weights as a run stopped after that epoch (constant learning rate)."""
+    paths, _ = data
+    const = {"schedule": "constant", "warmup_epochs": 0}
+    job = pretrain_job(paths, tmp_path / "sel", "moco", epochs=4, select="val_loss",
+                       optimizer=const)
+    pretrain.run(job)
+    m = pd.read_csv(job.out_metrics)
+    val = m[m["val_loss"].notna()].reset_index(drop=True)
+    best = int(val["epoch"][val["val_loss"].idxmin()])
+    meta = torch_load(job.out_encoder)["meta"]
+    assert meta["selected_epoch"] == best and meta["epochs"] == 4
+    short = pretrain_job(paths, tmp_path / "short", "moco", epochs=best + 1, select="last",
+                         optimizer=const)
+    pretrain.run(short)
+    a = torch_load(job.out_encoder)["backbone"]
+    b = torch_load(short.out_encoder)["backbone"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_weight_decay_on_norm_and_bias_only_when_asked():
+    from ilmoco.optim import param_groups
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
+                              torch.nn.Linear(4, 2))
+    decay, no_decay = param_groups(net, 1e-4, decay_norm_and_bias=False)
+    assert [p.ndim for p in decay["params"]] == [4, 2] and no_decay["weight_decay"] == 0
+    assert len(no_decay["params"]) == 4  # conv bias, BN weight and bias, linear bias
+    decay, no_decay = param_groups(net, 1e-4, decay_norm_and_bias=True)
+    assert len(decay["params"]) == 6 and not no_decay["params"]

@@ -37,6 +37,8 @@ class CKAJob:
 
 
 def run_cka(job: CKAJob) -> pd.DataFrame:
+    """CKA per block between ``job.encoder`` and each model fine-tuned from it, averaged over
+    the same random test subsets; writes and returns one row per (fraction, seed, block)."""
     s = job.run.settings
     split = pd.read_csv(job.split_csv, dtype={"image_id": str, "patient_id": str})
     test_ids = np.sort(split.loc[split["split"] == "test", "image_id"].astype(str).to_numpy())

@@ -85,6 +85,16 @@ def labelled_sets(split: pd.DataFrame, pct: float, source) -> dict[str, pd.DataF
 
 
 def run(job: FinetuneJob) -> dict:
+    """Fine-tune (method, fraction, seed), select the best validation epoch, evaluate it on
+    test (and the last epoch with ``evaluate_last``).
+
+    Args:
+        job: the typed settings (``FinetuneRun``), the label fraction and seed, the encoder
+            (None: random init, the supervised baseline) and the files to write.
+
+    Returns:
+        The content of ``metrics.json``.
+    """
     r, s, meta = job.run, job.run.settings, job.meta
     rt = prepare(s.device, s.precision, s.deterministic, job.seed)
     split = pd.read_csv(job.split_csv, dtype={"image_id": str, "patient_id": str})

@@ -167,8 +167,14 @@ class KnnMonitor:
 
 
 def run(job: PretrainJob) -> None:
-    """Pretrain, resuming from ``job.resume_path`` when it holds a checkpoint of the same
-    settings and inputs."""
+    """Pretrain one method on one dataset and write its encoder and loss curve.
+
+    Args:
+        job: the typed settings of the run (``PretrainRun``) and its files. A checkpoint at
+            ``job.resume_path`` of the same result settings and inputs is resumed; one of
+            another configuration is ignored. Under data parallelism (WORLD_SIZE > 1) each
+            process runs this with the same job; rank 0 writes the outputs.
+    """
     r, s = job.run, job.run.settings
     rt = prepare(s.device, s.precision, s.deterministic, s.seed)
     split = pd.read_csv(job.split_csv, dtype={"image_id": str, "patient_id": str})

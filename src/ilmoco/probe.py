@@ -110,6 +110,8 @@ def frozen_backbone(job: ProbeJob, channels: int) -> Backbone:
 
 
 def run_probe(job: ProbeJob) -> pd.DataFrame:
+    """Probe the frozen encoder of ``job`` at blocks 1-4; writes ``probe.csv`` and
+    ``probe.json`` and returns the rows (block, estimate, interval, ...)."""
     r, meta = job.run, job.meta
     split = pd.read_csv(job.split_csv, dtype={"image_id": str, "patient_id": str})
     sets = probe_sets(split, r.settings.fraction)

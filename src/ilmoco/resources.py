@@ -199,9 +199,8 @@ def estimate(config: dict, table: dict) -> dict[str, dict[str, float]]:
             for pct in s.fractions:
                 hours["finetune"] += len(s.seeds) * seconds(
                     finetune_work(n, s.finetune, pct), "finetune", ds.image_size, table)
-        for m in s.probe_methods():
-            hours["probe"] += seconds(probe_work(n, s.probe.fraction, s.pretrain.arch),
-                                      "probe", ds.image_size, table)
+        hours["probe"] += len(s.probe_methods()) * seconds(
+            probe_work(n, s.probe.fraction, s.pretrain.arch), "probe", ds.image_size, table)
         out[d] = {k: v / 3600 for k, v in hours.items()}
     return out
 

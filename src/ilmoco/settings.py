@@ -459,8 +459,15 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
 
 
 def resolve(config: Mapping) -> RunSettings:
-    """The typed settings of a validated config (schema defaults filled in); refuses
-    combinations the schema cannot express, with the key to change."""
+    """The typed settings of a run.
+
+    Args:
+        config: the config after Snakemake's ``validate`` against the schema (every default
+            filled in).
+
+    Raises:
+        ConfigError: a combination the schema cannot express, naming the key to change.
+    """
     unknown = [d for d in config["use_datasets"] if d not in config["datasets"]]
     if unknown:
         raise ConfigError("use_datasets", f"{unknown} not defined under `datasets` "

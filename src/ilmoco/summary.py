@@ -42,15 +42,15 @@ def pretraining_rows(curves: dict, queue_size: int, probes: pd.DataFrame) -> pd.
 def learning_table(rows: pd.DataFrame, display: dict, datasets: dict) -> str:
     lines = ["| dataset | method | InfoNCE at the end | chance ln(K+1) | kNN monitor | "
              "block-4 probe | random-init block-4 |", "|---|---|---:|---:|---:|---:|---:|"]
-    for _, r in rows.iterrows():
-        def num(key, fmt, scale=1.0):
-            v = r.get(key, np.nan)
-            return format(v * scale, fmt) if pd.notna(v) else "–"
+    def num(r, key, fmt, scale=1.0):
+        v = r.get(key, np.nan)
+        return format(v * scale, fmt) if pd.notna(v) else "–"
 
+    for _, r in rows.iterrows():
         lines.append(f"| {datasets.get(r['dataset'], r['dataset'])} | "
-                     f"{display.get(r['method'], r['method'])} | {num('infonce', '.2f')} | "
-                     f"{num('chance', '.2f')} | {num('knn', '.1f', 100)} | "
-                     f"{num('probe', '.1f', 100)} | {num('random_probe', '.1f', 100)} |")
+                     f"{display.get(r['method'], r['method'])} | {num(r, 'infonce', '.2f')} | "
+                     f"{num(r, 'chance', '.2f')} | {num(r, 'knn', '.1f', 100)} | "
+                     f"{num(r, 'probe', '.1f', 100)} | {num(r, 'random_probe', '.1f', 100)} |")
     return "\n".join(lines) + "\n"
 
 

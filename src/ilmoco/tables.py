@@ -273,7 +273,17 @@ def build_all(*, finetune_metrics, probes, ckas, kss, paireds, out_dir, order: l
               display: dict[str, str], level: float = 0.95,
               supervised_from_finetune: bool = False,
               paper_datasets: dict[str, str | None] | None = None) -> dict[str, pd.DataFrame]:
-    """Every table of a run from its per-dataset result files."""
+    """Every table of a run from its per-dataset result files.
+
+    Args:
+        finetune_metrics, probes, ckas, kss, paireds: the per-dataset result files.
+        out_dir: where ``<table>.csv/.md/.tex`` go.
+        order, display: the run's method order and display names.
+        level: the interval level, for captions.
+        supervised_from_finetune: the linear probe's supervised row is the fine-tuned
+            model's own result (the paper's Table 1).
+        paper_datasets: each dataset's name in the paper, or None (not comparable).
+    """
     from ilmoco.paper import comparison
 
     ft = finetune_table(finetune_metrics)

@@ -35,7 +35,7 @@ rule ks:
     output:
         KS,
     params:
-        reference=lambda w: ds(w).ks_reference,
+        reference=lambda w: dataset_of(w).ks_reference,
         code=code("ks.py"),
     log:
         f"{D}/logs/ks.log",

@@ -167,8 +167,13 @@ FIG = "results/figures/{dataset}/{figure}"
 BENCH = "benchmarks/{dataset}"
 
 
-def ds(wildcards):
+def dataset_of(wildcards):
     return S.datasets[wildcards.dataset]
+
+
+def reader_module(wildcards):
+    """The library module that reads this dataset's format (imported on demand)."""
+    return f"ilmoco.datasets.{READER_MODULES[dataset_of(wildcards).format]}"
 
 
 def ft_path(name, **w):

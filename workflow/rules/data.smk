@@ -24,10 +24,10 @@ rule manifest:
         manifest=MANIFEST,
         meta=META,
     params:
-        format=lambda w: ds(w).format,
-        options=lambda w: ds(w).reader_options,
+        format=lambda w: dataset_of(w).format,
+        options=lambda w: dataset_of(w).reader_options,
         # the reader of this dataset's format only (imported on demand by the script)
-        code=lambda w: code("manifest.py", f"ilmoco.datasets.{READER_MODULES[ds(w).format]}"),
+        code=lambda w: code("manifest.py", reader_module(w)),
     log:
         f"{D}/logs/manifest.log",
     conda:
@@ -64,9 +64,9 @@ rule cache:
         images=CACHE_IMAGES,
         index=CACHE_INDEX,
     params:
-        root=lambda w: ds(w).root,
-        size=lambda w: ds(w).image_size,
-        fundus_crop=lambda w: ds(w).fundus_crop,
+        root=lambda w: dataset_of(w).root,
+        size=lambda w: dataset_of(w).image_size,
+        fundus_crop=lambda w: dataset_of(w).fundus_crop,
         code=code("cache.py"),
     threads: 4
     resources:
