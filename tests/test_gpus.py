@@ -99,3 +99,19 @@ def test_visible_gpu_indices(tmp_path):
     assert gpus.local_gpu_count(env={}, dev_dir=str(tmp_path)) == 2
     assert gpus.local_gpu_count(env={"CUDA_VISIBLE_DEVICES": "3"}, dev_dir=str(tmp_path)) == 1
     assert gpus.local_gpu_count(env={"CUDA_VISIBLE_DEVICES": ""}, dev_dir=str(tmp_path)) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as other users")
+def test_a_lock_file_of_a_third_user_opens():
+    """User B created the lock file in A's shared directory; user C (and A) still lock it."""
+    base = Path(tempfile.mkdtemp(prefix="ilmoco-locks-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        shared = base / "shared"
+        subprocess.run([sys.executable, "-c", CLAIM, str(shared)], check=True)  # A = root
+        (shared / "gpu0.lock").unlink()
+        assert claim_as(65533, shared) == "[0]"  # B creates gpu0.lock
+        assert (shared / "gpu0.lock").stat().st_uid == 65533
+        assert claim_as(65534, shared) == "[0]"  # C opens B's file
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

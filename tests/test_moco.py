@@ -37,8 +37,9 @@ def test_backbone_blocks(arch, dims):
     assert [t.shape[-1] for t in blocks] == [16, 8, 4, 2]
     assert torch.allclose(emb, blocks[3].mean((2, 3)), atol=1e-6)
     assert not any(m._forward_hooks for m in b.modules())
-    assert "fc.weight" not in b.state_dict() and "layer4.1.conv1.weight" in b.state_dict() or (
-        arch == "resnet50")
+    sd = b.state_dict()
+    assert "fc.weight" not in sd and "layer4.1.conv1.weight" in sd
+    assert ("layer4.2.conv1.weight" in sd) == (arch == "resnet50")  # 3 blocks in a R50 stage
 
 
 def test_backbone_traces_without_graph_breaks():

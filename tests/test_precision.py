@@ -29,3 +29,24 @@ def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(method):
     assert loss16.dtype == torch.float32  # losses are computed in fp32
     for k in logs32:
         assert float(logs16[k]) == pytest.approx(float(logs32[k]), rel=0.03, abs=1e-4), k
+
+
+def test_the_losses_leave_autocast_for_full_precision():
+    """Inside a bf16 autocast region the losses still compute in fp32: the same bf16 inputs
+    give exactly the fp32 result (a matmul under autocast would run in bf16)."""
+    from ilmoco.losses import barlow_twins_loss, byol_loss, intermediate_mse, moco_logits
+
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(8, 16, generator=g).bfloat16(), torch.randn(8, 16, generator=g)
+    queue = torch.nn.functional.normalize(torch.randn(40, 16, generator=g), dim=1)
+    z1, z2 = torch.randn(8, 24, generator=g), torch.randn(8, 24, generator=g)
+    blocks = [torch.randn(2, 4, 8, 8, generator=g).bfloat16()]
+    ref = (moco_logits(q, k, queue, 0.07), barlow_twins_loss(z1, z2, 5e-5, 5e-5, 1 / 32),
+           byol_loss(z1, z2), intermediate_mse(blocks, [b + 1 for b in blocks], [4], [1.0])[0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = (moco_logits(q, k, queue, 0.07), barlow_twins_loss(z1, z2, 5e-5, 5e-5, 1 / 32),
+               byol_loss(z1, z2),
+               intermediate_mse(blocks, [b + 1 for b in blocks], [4], [1.0])[0])
+    for a, b in zip(ref, got):
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -41,12 +41,19 @@ def test_image_count_falls_back_to_the_manifest_then_the_public_size(tmp_path):
 
 
 def test_calibration_recovers_the_rates(tmp_path):
+    from ilmoco.settings import result_config
+
     cfg = validated(merge(merge(demo_config(), TINY), {"pretrain": {"epochs": 50},
                                                         "finetune": {"epochs": 40}}))
     cfg["datasets"]["dr"]["root"] = str(tmp_path / "raw")
     results, bench = tmp_path / "results", tmp_path / "benchmarks"
     (results / "dr/data").mkdir(parents=True)
-    (results / "resolved_config.yaml").write_text(yaml.safe_dump(cfg))
+    # what the workflow writes: the config without its execution settings
+    (results / "resolved_config.yaml").write_text(yaml.safe_dump(result_config(cfg)))
+    # the fine-tuning stopped early, after 12 of its 40 epochs
+    done = results / "dr/finetune/moco/labeled_100/seed0"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text('{"epochs_run": 12}')
     (results / "dr/data/manifest.csv").write_text("image_id\n" + "x\n" * 20_000)
     s = resolve(cfg)
     n = res.split_counts(20_000, s.split.ratios)
@@ -56,7 +63,7 @@ def test_calibration_recovers_the_rates(tmp_path):
     scale = (224 / size) ** 2
     (bench / "dr").mkdir(parents=True)
     jobs = {"pretrain_moco.tsv": res.pretrain_work(n, s.pretrain),
-            "finetune_moco_labeled_100_seed0.tsv": res.finetune_work(n, s.finetune, 100)}
+            "finetune_moco_labeled_100_seed0.tsv": res.finetune_work(n, s.finetune, 100, 12)}
     for name, work in jobs.items():
         stage = name.split("_")[0]
         secs = overhead + work.train / (true[stage] * scale) + work.infer / (

@@ -105,3 +105,18 @@ def test_command_line_strings_are_read_as_the_schema_types():
     assert got["datasets"]["x"] == {"root": "123", "image_size": 32}  # strings stay strings
     bad = st.coerce_to_schema({"seeds": ["0", "x"]}, schema)
     assert bad["seeds"] == [0, "x"]  # left for the schema to report
+
+
+def test_schema_defaults_are_the_documented_ones():
+    from stagedata import validated
+
+    c = validated({"datasets": {"m": {"format": "medmnist", "root": "x"}}, "use_datasets": ["m"]})
+    assert c["pretrain"]["optimizer"] == {"name": "sgd", "lr": 0.03, "momentum": 0.9,
+                                          "weight_decay": 0.0001, "decay_norm_and_bias": False,
+                                          "schedule": "cosine", "warmup_epochs": 5}
+    assert c["finetune"]["optimizer"]["name"] == "adam"
+    assert c["finetune"]["optimizer"]["warmup_epochs"] == 0
+    assert c["by_format"]["medmnist"]["image_size"] == 28
+    assert c["by_format"]["nih_cxr14"]["image_size"] == 224
+    assert (c["pretrain"]["arch"], c["pretrain"]["epochs"], c["pretrain"]["batch_size"]) == (
+        "resnet50", 200, 256)

@@ -124,8 +124,8 @@ def test_a_result_setting_reruns_its_stage_and_what_depends_on_it(smoke_run, tmp
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
     assert jobs["finetune"] == 8
     assert not {"synthetic_data", "manifest", "split", "cache", "pretrain"} & set(jobs)
-    assert set(jobs) <= {"finetune", "probe", "cka", "ks", "paired", "tables", "figures",
-                         "all", "resolved_config"}
+    assert set(jobs) <= {"finetune", "evaluate", "probe", "cka", "ks", "paired", "tables",
+                         "figures", "all", "resolved_config"}
     cfg = write(tmp_path / "epochs.yaml", "pretrain: {epochs: 3}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
     assert jobs["pretrain"] == 3 and jobs["finetune"] == 3 * 2  # not supervised
@@ -133,6 +133,10 @@ def test_a_result_setting_reruns_its_stage_and_what_depends_on_it(smoke_run, tmp
     cfg = write(tmp_path / "bt.yaml", "pretrain: {bt: {lambda_off: 0.001}}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
     assert jobs["pretrain"] == 1  # only the Barlow Twins method uses it
+    # interval settings: only the statistics, never the training
+    cfg = write(tmp_path / "boot.yaml", "bootstrap: {resamples: 60, level: 0.9}\n")
+    jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
+    assert jobs["evaluate"] == 8 and not {"pretrain", "finetune", "cka"} & set(jobs)
 
 
 def test_changing_the_split_seed_reruns_everything_downstream_of_the_split(smoke_run,
@@ -313,7 +317,8 @@ def test_kill_9_mid_epoch_then_rerun_resumes_bit_identical(smoke_run, reference,
         d, outputs = PRETRAIN, ["encoder.pt", "metrics.csv"]
         target = f"{d}/encoder.pt"
     else:
-        d, outputs = FINETUNE, ["model.pt", "metrics.json", "history.csv", "predictions.csv"]
+        d, outputs = FINETUNE, ["model.pt", "selection.json", "metrics.json", "history.csv",
+                                "predictions.csv", "predictions_last.csv"]
         target = f"{d}/metrics.json"
     run_and_kill(work, target, cfg, work / d / "resume.pt", f"{stage}.py")
     assert (work / d / "resume.pt").exists()
@@ -394,8 +399,7 @@ def test_smoke_dag_through_slurm(cluster, smoke_run, tmp_path):
     # One dataset and one method: every stage from the raw layout to KS on a short critical
     # path (SLURM status polling costs seconds per stage); the cross-dataset report rules
     # run locally (localrules) and are tested on the local run.
-    args = ("--profile", "slurm", "--config", "use_datasets=[dr_synth]", "methods=[moco_mse]",
-            "paired={baseline: moco_mse}")
+    args = ("--profile", "slurm", "--config", "use_datasets=[dr_synth]", "methods=[moco_mse]")
     targets = ["results/dr_synth/analysis/ks.csv", "results/dr_synth/analysis/cka_moco_mse.csv",
                "results/dr_synth/probe/moco_mse/probe.csv"]
     r = snakemake(*targets, *args, workdir=work, env=env, timeout=600)
@@ -427,3 +431,18 @@ def test_smoke_dag_through_slurm(cluster, smoke_run, tmp_path):
                   env=env, configfiles=(*SMOKE_CONFIG, bad), check=False, timeout=300)
     assert r.returncode != 0
     assert "Error in rule pretrain" in r.stdout + r.stderr
+
+
+def test_data_parallel_pretraining_through_snakemake(smoke_run, tmp_path):
+    """`gpu: 2` for pretrain starts 2 data-parallel processes from the job script (gloo on
+    CPU): the spawned processes import the script without rerunning it."""
+    work = tmp_path / "work"
+    cfg = with_smoke_data(smoke_run, work)
+    target = f"{PRETRAIN}/encoder.pt"
+    snakemake(target, "--set-resources", "pretrain:gpu=2", workdir=work,
+              configfiles=(*SMOKE_CONFIG, cfg))
+    log = (work / "results/dr_synth/logs/pretrain_moco_mse.log").read_text()
+    assert "data-parallel over 2 processes (cpu)" in log
+    assert log.splitlines()[-1].startswith("== done in")
+    curve = pd.read_csv(work / PRETRAIN / "metrics.csv")
+    assert curve["infonce"].notna().sum() >= 4 and torch_load(work / target)["meta"]["epochs"] == 4

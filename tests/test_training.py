@@ -2,6 +2,7 @@
 run, the best validation epoch is the one evaluated, probes leave BatchNorm untouched."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -126,9 +127,22 @@ def finetune_job(paths, meta, out, encoder=None, method="supervised", **finetune
         run=settings.finetune_run("dr", method), pct=100, seed=0,
         split_csv=str(paths["split"]), meta=meta, cache_images=str(paths["images"]),
         cache_index=str(paths["index"]), encoder=encoder,
-        out_predictions=str(out / "predictions.csv"), out_metrics=str(out / "metrics.json"),
-        out_model=str(out / "model.pt"), out_history=str(out / "history.csv"),
-        resume_path=str(out / "resume.pt"))
+        out_predictions=str(out / "predictions.csv"),
+        out_predictions_last=str(out / "predictions_last.csv"),
+        out_selection=str(out / "selection.json"), out_model=str(out / "model.pt"),
+        out_history=str(out / "history.csv"), resume_path=str(out / "resume.pt"))
+
+
+def score(job, meta, **bootstrap):
+    """``metrics.json`` of a fine-tuning job, as the ``evaluate`` stage writes it."""
+    from ilmoco.scoring import evaluate
+    from ilmoco.settings import BootstrapSettings
+
+    out = Path(job.out_selection).parent / "metrics.json"
+    b = BootstrapSettings(**{"resamples": 50, "seed": 0, "level": 0.95,
+                             "paper_interval": False, **bootstrap})
+    return evaluate(predictions=job.out_predictions, predictions_last=job.out_predictions_last,
+                    selection=job.out_selection, meta=meta, bootstrap=b, out_metrics=out)
 
 
 def test_best_validation_epoch_is_the_one_evaluated(data, tmp_path, monkeypatch):
@@ -149,11 +163,31 @@ def test_best_validation_epoch_is_the_one_evaluated(data, tmp_path, monkeypatch)
     saved = torch_load(job.out_model)["model"]
     assert all(torch.equal(saved[k], snapshots[1][k]) for k in saved)
     assert not all(torch.equal(saved[k], snapshots[3][k]) for k in saved)
+    score(job, meta)
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["ci_low"] <= m["estimate"] <= m["ci_high"] and m["bootstrap_unit"] == "patient"
+    assert m["best_epoch"] == 1 and m["last_epoch"]["epoch"] == 3
     pred = pd.read_csv(job.out_predictions)
     assert list(pred.columns) == ["image_id", "patient_id", "y_referable", "p_referable"]
     assert pred["p_referable"].between(0, 1).all()
+    # the best epoch (1) and the last (3) predict differently
+    last = pd.read_csv(job.out_predictions_last)
+    assert not np.allclose(last["p_referable"], pred["p_referable"])
+
+
+def test_scoring_matches_the_metrics_of_the_predictions(data, tmp_path):
+    """metrics.json from the predictions as written: the same AUC as scikit-learn, the
+    paper-style interval when asked; the interval settings need no retraining."""
+    from sklearn.metrics import roc_auc_score
+
+    paths, meta = data
+    job = finetune_job(paths, meta, tmp_path, epochs=2)
+    finetune.run(job)
+    pred = pd.read_csv(job.out_predictions)
+    m = score(job, meta, paper_interval=True, resamples=200)
+    assert m["estimate"] == pytest.approx(roc_auc_score(pred["y_referable"], pred["p_referable"]))
+    assert m["paper_ci_low"] <= m["paper_mean"] <= m["paper_ci_high"]
+    assert m["n_resamples"] == 200 and m["bootstrap"]["paper_interval"] is True
 
 
 def test_early_stopping(data, tmp_path, monkeypatch):
@@ -207,10 +241,12 @@ def test_multilabel_data_through_finetuning_and_probing(tmp_path_factory):
     job = finetune.FinetuneJob(
         run=s.finetune_run("dr", "supervised"), pct=100, seed=0, split_csv=str(paths["split"]),
         meta=meta, cache_images=str(paths["images"]), cache_index=str(paths["index"]),
-        encoder=None, out_predictions=str(out / "p.csv"), out_metrics=str(out / "m.json"),
+        encoder=None, out_predictions=str(out / "p.csv"),
+        out_predictions_last=str(out / "p_last.csv"), out_selection=str(out / "sel.json"),
         out_model=str(out / "model.pt"), out_history=str(out / "h.csv"),
         resume_path=str(out / "resume.pt"))
-    result = finetune.run(job)
+    finetune.run(job)
+    result = score(job, meta)
     assert result["metric"] == "macro_auc" and 0 <= result["estimate"] <= 1
     pred = pd.read_csv(out / "p.csv")
     assert sum(c.startswith("p_") for c in pred.columns) == 14
@@ -223,19 +259,26 @@ def test_multilabel_data_through_finetuning_and_probing(tmp_path_factory):
     assert (df["ci_low"] <= df["estimate"]).all() and (df["estimate"] <= df["ci_high"]).all()
 
 
-def test_the_encoder_of_the_lowest_validation_loss_is_kept(data, tmp_path):
+def test_the_encoder_of_the_lowest_validation_loss_is_kept(data, tmp_path, monkeypatch):
     """``select: val_loss`` (the official code) saves the epoch of the lowest validation loss:
     the same weights as a run stopped after that epoch (constant learning rate)."""
     paths, _ = data
+    losses = iter([3.0, 1.0, 2.0, 4.0])  # epoch 1 is the best, not the last
+    real = pretrain.validation_losses
+
+    def scripted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        return {**out, "val_loss": next(losses)}
+
+    monkeypatch.setattr(pretrain, "validation_losses", scripted)
     const = {"schedule": "constant", "warmup_epochs": 0}
     job = pretrain_job(paths, tmp_path / "sel", "moco", epochs=4, select="val_loss",
                        optimizer=const)
     pretrain.run(job)
-    m = pd.read_csv(job.out_metrics)
-    val = m[m["val_loss"].notna()].reset_index(drop=True)
-    best = int(val["epoch"][val["val_loss"].idxmin()])
+    best = 1
     meta = torch_load(job.out_encoder)["meta"]
     assert meta["selected_epoch"] == best and meta["epochs"] == 4
+    monkeypatch.setattr(pretrain, "validation_losses", real)
     short = pretrain_job(paths, tmp_path / "short", "moco", epochs=best + 1, select="last",
                          optimizer=const)
     pretrain.run(short)

@@ -36,6 +36,7 @@ def test_full_default_dag_dry_run():
     assert jobs["synthetic_data"] == 3 and jobs["manifest"] == 3 and jobs["cache"] == 3
     assert jobs["pretrain"] == 3 * 3
     assert jobs["finetune"] == 3 * 4 * 3  # datasets x methods x fractions (x 1 seed)
+    assert jobs["evaluate"] == jobs["finetune"]
     assert jobs["probe"] == 3 * 5  # 3 SSL encoders, the random-init control, supervised
     assert jobs["cka"] == 3 * 3 and jobs["ks"] == 3 and jobs["paired"] == 3
     assert jobs["tables"] == 1 and jobs["figures"] == 3 and jobs["resolved_config"] == 1
@@ -156,7 +157,7 @@ OFFICIAL = {
                  "bt": {"weights": [1, 1, 1, 1], "projector": [2048] * 3, "lambda_on": 5e-5,
                         "lambda_off": 5e-5, "scale": 0.03125}},
     "finetune": {"arch": "resnet50", "epochs": 100, "patience": 100, "batch_size": 16,
-                 "min_steps_per_epoch": 1, "evaluate_last": True,
+                 "min_steps_per_epoch": 1,
                  "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0,
                                "decay_norm_and_bias": True, "schedule": "constant"}},
     "probe": {"supervised_reference": "finetune"},

@@ -20,8 +20,7 @@ from torch import nn
 from ilmoco.backbone import pooled_blocks
 from ilmoco.classification import prediction_loss, probabilities
 from ilmoco.runtime import autocast
-from ilmoco.settings import BootstrapSettings
-from ilmoco.stats import best_f1_threshold, bootstrap_ci, metric_fn, paper_interval
+from ilmoco.stats import metric_fn
 
 
 def param_dtype(model: nn.Module) -> torch.dtype:
@@ -106,22 +105,3 @@ class EarlyStopping:
 
 def model_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def tuned_threshold(metric: str, y_val, p_val) -> float | None:
-    """The positive-class threshold chosen on validation (``f1_pos_tuned`` only); ``p_val``
-    may be a function computing the validation probabilities only when needed."""
-    if metric != "f1_pos_tuned":
-        return None
-    return best_f1_threshold(y_val, p_val() if callable(p_val) else p_val)
-
-
-def test_interval(y, p, metric: str, threshold: float | None, groups,
-                  bootstrap: BootstrapSettings) -> dict:
-    """Point estimate and percentile-bootstrap interval over patients (``groups``) or
-    images; with ``paper_interval`` also the official mean ± 1.96·sd/√B."""
-    fn = metric_fn(metric, threshold)
-    ci = bootstrap_ci(y, p, fn, groups, bootstrap.resamples, bootstrap.seed, bootstrap.level)
-    if bootstrap.paper_interval:
-        ci.update(paper_interval(y, p, fn, groups, bootstrap.resamples, bootstrap.seed))
-    return ci

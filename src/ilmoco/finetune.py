@@ -1,11 +1,11 @@
 """The ``finetune`` stage: whole network + a new linear head on the ``labeled_<pct>`` images.
 
-The model is selected by the validation metric with early stopping, and that best model is
-evaluated on test; with ``evaluate_last`` the last epoch is evaluated too (the official code
-reported the last epoch). Loss: BCE with logits per label (multi-label), cross-entropy
-(binary: a 2-way softmax, as the paper; multi-class). Outputs: test ``predictions.csv``,
-``metrics.json`` (estimate, percentile-bootstrap CI over patients, n), ``model.pt`` and the
-per-epoch history.
+The model is selected by the validation metric with early stopping; the test predictions of
+that best model and of the last epoch (which the official code reported) are written, with
+the selection (thresholds, epochs) and the model. Loss: BCE with logits per label
+(multi-label), cross-entropy (binary: a 2-way softmax, as the paper; multi-class).
+``scoring.evaluate`` then turns predictions into ``metrics.json`` (estimate and percentile-bootstrap
+interval over patients, for both).
 """
 
 from __future__ import annotations
@@ -23,14 +23,7 @@ from ilmoco.cache import ImageCache
 from ilmoco.checkpoints import ResumeCheckpoint, load_backbone, save_classifier
 from ilmoco.classification import loss_fn, n_outputs, targets
 from ilmoco.datasets.base import DatasetMeta
-from ilmoco.evaluation import (
-    EarlyStopping,
-    model_state,
-    predict_proba,
-    selection_score,
-    test_interval,
-    tuned_threshold,
-)
+from ilmoco.evaluation import EarlyStopping, model_state, predict_proba, selection_score
 from ilmoco.io import InputError, write_csv, write_json
 from ilmoco.loop import train_loop
 from ilmoco.optim import build_optimizer, schedule
@@ -39,6 +32,7 @@ from ilmoco.registry import fraction_column
 from ilmoco.runlog import log
 from ilmoco.runtime import fingerprint, prepare
 from ilmoco.settings import FinetuneRun, result_fields
+from ilmoco.stats import tuned_threshold
 
 
 class Classifier(nn.Module):
@@ -65,10 +59,12 @@ class FinetuneJob:
     cache_index: str
     encoder: str | None  # None for the supervised (random init) baseline
     out_predictions: str
-    out_metrics: str
+    out_predictions_last: str
+    out_selection: str
     out_model: str
     out_history: str
     resume_path: str
+    code: str = ""  # the code version (a code change must not resume an old checkpoint)
 
 
 def labelled_sets(split: pd.DataFrame, pct: float, source) -> dict[str, pd.DataFrame]:
@@ -85,15 +81,15 @@ def labelled_sets(split: pd.DataFrame, pct: float, source) -> dict[str, pd.DataF
 
 
 def run(job: FinetuneJob) -> dict:
-    """Fine-tune (method, fraction, seed), select the best validation epoch, evaluate it on
-    test (and the last epoch with ``evaluate_last``).
+    """Fine-tune (method, fraction, seed), select the best validation epoch, predict test
+    with it and with the last epoch.
 
     Args:
         job: the typed settings (``FinetuneRun``), the label fraction and seed, the encoder
             (None: random init, the supervised baseline) and the files to write.
 
     Returns:
-        The content of ``metrics.json``.
+        The content of ``selection.json``.
     """
     r, s, meta = job.run, job.run.settings, job.meta
     rt = prepare(s.device, s.precision, s.deterministic, job.seed)
@@ -143,8 +139,8 @@ def run(job: FinetuneJob) -> dict:
 
     col = fraction_column(job.pct)
     resume = ResumeCheckpoint(job.resume_path, fingerprint(
-        result_fields(r), job.pct, job.seed, job.split_csv, job.cache_index,
-        job.encoder or "random-init"))
+        result_fields(r), job.pct, job.seed, job.split_csv, job.cache_index, job.cache_images,
+        job.encoder or "random-init", job.code))
     state = train_loop(
         modules=model, optimizer=optimizer, source=source, epochs=s.epochs, step_fn=step_fn,
         lr_fn=schedule(s.optimizer, total, steps_per_epoch), resume=resume, seed=job.seed,
@@ -156,28 +152,20 @@ def run(job: FinetuneJob) -> dict:
     stopping = EarlyStopping.from_dict(s.patience, state.extra["early_stopping"])
     y_test = targets(test, meta)
     test_images = cache.load(test["image_id"])
-    groups = test["patient_id"].to_numpy() if meta.patient_ids else None
-    last = None
-    if s.evaluate_last:
-        last = test_interval(y_test, predict(test_images), r.metric,
-                             tuned_threshold(r.metric, y_val, lambda: predict(val_images)),
-                             groups, r.bootstrap)
-        last["epoch"] = int(state.epoch - 1)
+    # the last epoch, as the official code reported it
+    write_predictions(job.out_predictions_last, test, meta, y_test, predict(test_images))
+    threshold_last = tuned_threshold(r.metric, y_val, lambda: predict(val_images))
     model.load_state_dict(stopping.best_state)
     log(f"best validation epoch {stopping.best_epoch} of {state.epoch} "
         f"(score {stopping.best_score:.4f})")
-
-    threshold = tuned_threshold(r.metric, y_val, lambda: predict(val_images))
-    p_test = predict(test_images)
-    ci = test_interval(y_test, p_test, r.metric, threshold, groups, r.bootstrap)
-    write_predictions(job.out_predictions, test, meta, y_test, p_test)
-    result = {
+    write_predictions(job.out_predictions, test, meta, y_test, predict(test_images))
+    selection = {
         "dataset": r.dataset, "method": r.method, "fraction": float(job.pct),
-        "seed": int(job.seed), "metric": r.metric, **ci, "threshold": threshold,
-        "n_train_labeled": int(len(train)), "n_val": int(len(val)),
-        "bootstrap_unit": "patient" if groups is not None else "image",
-        "best_epoch": int(stopping.best_epoch), "epochs_run": int(state.epoch),
-        "val_best_score": float(stopping.best_score), "last_epoch": last,
+        "seed": int(job.seed), "metric": r.metric,
+        "threshold": tuned_threshold(r.metric, y_val, lambda: predict(val_images)),
+        "threshold_last": threshold_last, "n_train_labeled": int(len(train)),
+        "n_val": int(len(val)), "best_epoch": int(stopping.best_epoch),
+        "epochs_run": int(state.epoch), "val_best_score": float(stopping.best_score),
         "encoder": job.encoder, "settings": result_fields(r),
     }
     save_classifier(job.out_model, model, {
@@ -185,8 +173,6 @@ def run(job: FinetuneJob) -> dict:
         "seed": int(job.seed), "arch": s.arch, "in_channels": cache.channels,
         "n_out": n_outputs(meta), "task": meta.task})
     write_csv(job.out_history, pd.DataFrame(state.history), float_format="%.6g")
-    write_json(job.out_metrics, result)
-    log(f"test {r.metric} {ci['estimate']:.4f} [{ci['ci_low']:.4f}, {ci['ci_high']:.4f}]"
-        + (f"; last epoch {last['estimate']:.4f}" if last else ""))
+    write_json(job.out_selection, selection)
     resume.remove()
-    return result
+    return selection

@@ -47,20 +47,27 @@ def shared_lock_dir(lock_dir: Path) -> Path:
 
 
 def open_lock(path: Path) -> int:
-    """A read-only descriptor of ``path``, creating it world-writable (0666) if absent."""
+    """A read-only descriptor of ``path``, creating it world-writable (0666) if absent.
+
+    An existing file is opened without O_CREAT: in a sticky world-writable directory,
+    Linux's protected_regular refuses O_CREAT on another user's file even when it exists."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        while True:
+            try:
+                return os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                pass
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:  # created by another job meanwhile
+                continue
+            os.fchmod(fd, 0o666)  # whatever the umask: every user must open it
+            return fd
     except PermissionError:
         raise InputError(
             f"{path}: cannot open or create this GPU lock file (permission denied); set "
             "ILMOCO_GPU_LOCK_DIR to a directory every user of this machine can write, e.g. "
             "one with mode 1777 like /tmp") from None
-    try:
-        if os.fstat(fd).st_uid == os.geteuid():
-            os.fchmod(fd, 0o666)
-    except OSError:
-        pass
-    return fd
 
 
 def claim_gpus(n: int, *, lock_dir: str | os.PathLike | None = None,

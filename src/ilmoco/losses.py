@@ -9,6 +9,7 @@ projection z.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -20,6 +21,22 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
+def full_precision(fn):
+    """Run a loss outside any autocast region: under bf16 autocast a matmul of fp32 inputs
+    would otherwise be computed (and rounded) in bf16."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        tensors = [t for a in args for t in (a if isinstance(a, (list, tuple)) else [a])
+                   if isinstance(t, torch.Tensor)]
+        device = tensors[0].device.type if tensors else "cpu"
+        with torch.autocast(device_type=device, enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@full_precision
 def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float):
     """MoCo logits ``[q·k⁺, q·queue] / T`` of shape (N, 1 + K); the positive is column 0."""
     q, k, queue = upcast(q), upcast(k), upcast(queue)
@@ -28,6 +45,7 @@ def moco_logits(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperatu
     return torch.cat([l_pos, l_neg], dim=1) / temperature
 
 
+@full_precision
 def infonce_loss(q, k, queue, temperature: float) -> torch.Tensor:
     """InfoNCE against a queue: ``-log softmax(logits)[0]`` averaged over the batch,
 
@@ -50,6 +68,7 @@ def adaptive_pool(x: torch.Tensor, size: int | None) -> torch.Tensor:
     return F.adaptive_avg_pool2d(x, s)
 
 
+@full_precision
 def intermediate_mse(
     q_blocks: Sequence[torch.Tensor], k_blocks: Sequence[torch.Tensor],
     pool_sizes: Sequence[int | None], weights: Sequence[float],
@@ -82,6 +101,7 @@ def batch_standardise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (z - mean) / torch.sqrt(var + eps)
 
 
+@full_precision
 def barlow_twins_loss(
     z1: torch.Tensor, z2: torch.Tensor, lambda_on: float = 1.0, lambda_off: float = 5.1e-3,
     scale: float = 1.0,
@@ -101,6 +121,7 @@ def barlow_twins_loss(
     return scale * (lambda_on * on + lambda_off * off)
 
 
+@full_precision
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """BYOL's regression loss (Grill et al., 2020), averaged over the batch:
 

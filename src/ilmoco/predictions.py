@@ -23,7 +23,7 @@ def write_predictions(path, df: pd.DataFrame, meta: DatasetMeta, y, p) -> None:
         out[f"y_{meta.label_columns[0]}"] = y
         for k in range(p.shape[1]):
             out[f"p_{k}"] = p[:, k]
-    write_csv(path, out, float_format="%.6g")
+    write_csv(path, out, float_format="%.9g")  # float32 probabilities round-trip exactly
 
 
 def read_predictions(path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

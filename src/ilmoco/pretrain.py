@@ -33,6 +33,7 @@ from ilmoco.loop import train_loop
 from ilmoco.moco import MoCo
 from ilmoco.momentum import momentum_at
 from ilmoco.optim import build_optimizer, schedule
+from ilmoco.runlog import log
 from ilmoco.runtime import Runtime, fingerprint, prepare, step_generator
 from ilmoco.settings import PretrainRun, result_fields
 from ilmoco.stats import metric_fn
@@ -51,6 +52,7 @@ class PretrainJob:
     out_encoder: str
     out_metrics: str
     resume_path: str
+    code: str = ""  # the code version (a code change must not resume an old checkpoint)
 
 
 def build_model(run: PretrainRun, channels: int) -> MoCo | BYOL:
@@ -87,6 +89,11 @@ def setup(run: PretrainRun, channels: int, rt: Runtime, total_steps: int,
     """Model, optimiser and per-step function, exactly as the ``pretrain`` stage uses them;
     ``augment=False`` takes views that are already augmented."""
     s, device = run.settings, rt.device
+    world = dist.world_size()
+    if run.base == "moco" and s.moco.bn == "split" and (s.batch_size // world) % s.moco.bn_splits:
+        raise ValueError(f"pretrain.moco.bn_splits {s.moco.bn_splits} does not divide the "
+                         f"batch of each of the {world} data-parallel processes "
+                         f"({s.batch_size // world}); change bn_splits or batch_size")
     model = build_model(run, channels).to(device=device, dtype=rt.dtype)
     if dist.is_dist() and run.base == "moco" and s.moco.bn == "sync":
         from ilmoco.dist import convert_sync_batchnorm
@@ -177,6 +184,8 @@ def run(job: PretrainJob) -> None:
     """
     r, s = job.run, job.run.settings
     rt = prepare(s.device, s.precision, s.deterministic, s.seed)
+    if dist.is_dist() and dist.rank() == 0:
+        log(f"data-parallel over {dist.world_size()} processes ({rt.device.type})")
     split = pd.read_csv(job.split_csv, dtype={"image_id": str, "patient_id": str})
     cache = ImageCache(job.cache_images, job.cache_index)
     train = split[split["split"] == "train"]
@@ -192,6 +201,9 @@ def run(job: PretrainJob) -> None:
     model = parts.model
     monitor = KnnMonitor(r, job.meta, r.metric, cache, train, val, rt) if s.knn.enabled else None
     validate = len(val_images) >= s.batch_size and dist.rank() == 0
+    if s.select == "val_loss" and len(val_images) < s.batch_size:
+        log(f"select: val_loss needs at least one validation batch ({s.batch_size} images, "
+            f"have {len(val_images)}): keeping the last epoch")
 
     def on_epoch_end(epoch, state):
         if dist.rank() != 0 or not (validate or monitor):
@@ -210,7 +222,8 @@ def run(job: PretrainJob) -> None:
         return False
 
     resume = ResumeCheckpoint(job.resume_path, fingerprint(
-        result_fields(r), job.split_csv, job.cache_index, dist.world_size()))
+        result_fields(r), job.split_csv, job.cache_index, job.cache_images,
+        dist.world_size(), job.code))
     state = train_loop(
         modules=model, optimizer=parts.optimizer, source=source, epochs=s.epochs,
         step_fn=parts.step_fn, lr_fn=schedule(s.optimizer, total, steps_per_epoch),

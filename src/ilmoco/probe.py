@@ -25,17 +25,12 @@ from ilmoco.cache import ImageCache
 from ilmoco.checkpoints import load_backbone
 from ilmoco.classification import loss_fn, n_outputs, probabilities, targets
 from ilmoco.datasets.base import DatasetMeta
-from ilmoco.evaluation import (
-    EarlyStopping,
-    extract_features,
-    selection_score,
-    test_interval,
-    tuned_threshold,
-)
+from ilmoco.evaluation import EarlyStopping, extract_features, selection_score
 from ilmoco.io import write_csv, write_json
 from ilmoco.registry import BLOCKS, fraction_column
 from ilmoco.runtime import resolve_device
 from ilmoco.settings import ProbeRun, ProbeSettings, result_fields
+from ilmoco.stats import metric_interval, tuned_threshold
 
 
 def fit_linear(x_tr, y_tr, x_va, y_va, task: str, n_out: int, metric: str,
@@ -131,7 +126,7 @@ def run_probe(job: ProbeJob) -> pd.DataFrame:
                                 n_outputs(meta), r.metric, r.settings)
         threshold = tuned_threshold(r.metric, y["val"],
                                     partial(linear_proba, head, info, x["val"], meta.task))
-        ci = test_interval(y["test"], linear_proba(head, info, x["test"], meta.task),
+        ci = metric_interval(y["test"], linear_proba(head, info, x["test"], meta.task),
                            r.metric, threshold, groups, r.bootstrap)
         rows.append({"dataset": r.dataset, "method": r.method, "block": block,
                      "metric": r.metric, "estimate": ci["estimate"], "ci_low": ci["ci_low"],

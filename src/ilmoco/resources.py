@@ -4,10 +4,12 @@ A job's runtime request (minutes) is the images it will process divided by a mea
 plus a fixed start-up overhead, times a safety factor, doubled on each retry and capped at
 the site's maximum:
 
-* ``pretrain``: pairs = epochs × ⌊n_train / batch⌋ × batch (two views through two encoders),
+* ``pretrain``: pairs = epochs × ⌊n_train / batch⌋ × batch (MoCo: two views through two
+  encoders, one with gradients; BYOL: both views through both networks, counted twice),
   plus the per-epoch validation and kNN monitor passes;
 * ``finetune``: per epoch the images labelled at the fraction (at least batch × min steps)
-  and one pass over validation, for the maximum number of epochs, plus the test passes;
+  and one pass over validation, for the maximum number of epochs (calibration uses the
+  epochs a run really took: early stopping ends runs sooner), plus the test passes;
 * ``probe``: one feature pass over the probe's train/val/test images;
 * ``cka``: one feature pass per model over the test images;
 * ``cache``: decoding every image once, on ``threads`` CPU cores.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -34,6 +37,7 @@ from pathlib import Path
 import yaml
 
 REFERENCE_SIZE = 224
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 # Images of the public datasets (both EyePACS halves), used before the data is read.
 PUBLIC_IMAGES = {"nih_cxr14": 112_120, "idc_breast": 277_524, "eyepacs_dr": 88_702,
                  "medmnist": 100_000}
@@ -44,9 +48,8 @@ STAGES = ("pretrain", "finetune", "probe", "cka")
 class Work:
     """What one job processes: image passes at its resolution, by kind of pass."""
 
-    train: float  # training passes (pretraining: pairs)
+    train: float  # training passes (pretraining: MoCo-pair equivalents)
     infer: float  # inference passes
-    size: int
     arch: str
 
 
@@ -74,27 +77,31 @@ def split_counts(n_images: int, ratios) -> dict[str, float]:
     return {k: n_images * r / total for k, r in zip(("train", "val", "test"), ratios)}
 
 
-def pretrain_work(n: dict, s) -> Work:
-    """``s``: PretrainSettings."""
+BASE_COST = {"moco": 1.0, "byol": 2.0}  # training passes per pair, relative to MoCo
+
+
+def pretrain_work(n: dict, s, base: str = "moco") -> Work:
+    """``s``: PretrainSettings; ``base``: the method's SSL base."""
     steps = s.epochs * max(1, int(n["train"]) // s.batch_size)
     val = min(n["val"], s.val_max_images)
     infer = s.epochs * (2 * val + (s.knn.bank_images + val if s.knn.enabled else 0))
-    return Work(steps * s.batch_size, infer, 0, s.arch)
+    return Work(steps * s.batch_size * BASE_COST[base], infer, s.arch)
 
 
-def finetune_work(n: dict, s, pct: float) -> Work:
-    """``s``: FinetuneSettings; the maximum epochs (early stopping only shortens it)."""
+def finetune_work(n: dict, s, pct: float, epochs: int | None = None) -> Work:
+    """``s``: FinetuneSettings; ``epochs``: the epochs run (default: the maximum)."""
+    epochs = s.epochs if epochs is None else epochs
     labelled = max(n["train"] * pct / 100, s.batch_size * s.min_steps_per_epoch)
-    return Work(s.epochs * labelled, s.epochs * n["val"] + 2 * n["test"], 0, s.arch)
+    return Work(epochs * labelled, epochs * n["val"] + 2 * n["test"], s.arch)
 
 
 def probe_work(n: dict, probe_fraction: float, arch: str) -> Work:
-    return Work(0, n["train"] * probe_fraction / 100 + n["val"] + n["test"], 0, arch)
+    return Work(0, n["train"] * probe_fraction / 100 + n["val"] + n["test"], arch)
 
 
 def cka_work(n: dict, runs: int, subset: int, repeats: int, arch: str) -> Work:
     used = min(n["test"], subset * repeats)
-    return Work(0, used * (1 + runs), 0, arch)
+    return Work(0, used * (1 + runs), arch)
 
 
 def seconds(work: Work, stage: str, size: int, table: dict) -> float:
@@ -143,9 +150,12 @@ def calibrate(results: Path, benchmarks: Path, table: dict, min_seconds: float =
     processed (inference passes counted at the table's inference rate); the fitted rate is
     the median of work / (measured seconds − the start-up overhead) per stage and
     architecture. Jobs shorter than ``min_seconds`` are skipped (start-up dominates)."""
+    from snakemake.utils import validate
+
     from ilmoco.settings import resolve
 
     config = yaml.safe_load((results / "resolved_config.yaml").read_text())
+    validate(config, str(SCHEMA))  # the execution settings it leaves out come back as defaults
     s = resolve(config)
     fits: dict[tuple[str, str], list[float]] = {}
     overhead = 60 * table["overhead_minutes"] / table["safety"]
@@ -162,10 +172,18 @@ def calibrate(results: Path, benchmarks: Path, table: dict, min_seconds: float =
         n = split_counts(image_count(data / "cache/images.npy", data / "manifest.csv",
                                      ds.format), s.split.ratios)
         if m["stage"] == "pretrain":
-            work = pretrain_work(n, s.pretrain)
+            if m["rest"] not in s.method_names:
+                continue
+            work = pretrain_work(n, s.pretrain, s.method(m["rest"]).base)
         else:
-            pct = float(re.search(r"labeled_([0-9.]+)_seed", m["rest"]).group(1))
-            work = finetune_work(n, s.finetune, pct)
+            run = re.fullmatch(r"(\w+?)_labeled_([0-9.]+)_seed(\d+)", m["rest"])
+            if run is None:
+                continue
+            method, pct, seed = run.groups()
+            done = results / dataset / "finetune" / method / f"labeled_{pct}" / \
+                f"seed{seed}" / "metrics.json"
+            epochs = json.loads(done.read_text())["epochs_run"] if done.is_file() else None
+            work = finetune_work(n, s.finetune, float(pct), epochs)
         scale = (REFERENCE_SIZE / ds.image_size) ** 2
         infer_s = work.infer / (table["gpu"]["inference"][work.arch] * scale)
         train_s = max(measured - overhead - infer_s, 1e-3)
@@ -191,8 +209,8 @@ def estimate(config: dict, table: dict) -> dict[str, dict[str, float]]:
         hours = {"pretrain": 0.0, "finetune": 0.0, "probe": 0.0, "cka": 0.0}
         for m in s.method_names:
             if s.method(m).is_ssl:
-                hours["pretrain"] += seconds(pretrain_work(n, s.pretrain), "pretrain",
-                                             ds.image_size, table)
+                hours["pretrain"] += seconds(pretrain_work(n, s.pretrain, s.method(m).base),
+                                             "pretrain", ds.image_size, table)
                 hours["cka"] += seconds(cka_work(n, len(s.fractions) * len(s.seeds),
                                                  s.cka.subset, s.cka.repeats,
                                                  s.pretrain.arch), "cka", ds.image_size, table)
@@ -241,8 +259,7 @@ def print_estimate(configfiles, table_path=None) -> None:
     config: dict = {}
     for f in configfiles:
         _merge(config, yaml.safe_load(Path(f).read_text()) or {})
-    validate(config, str(Path(__file__).resolve().parents[2] / "workflow" / "schemas"
-                         / "config.schema.yaml"))
+    validate(config, str(SCHEMA))
     table = load_table(table_path or DEFAULT_THROUGHPUT)
     hours = estimate(config, table)
     stages = ["pretrain", "finetune", "probe", "cka"]

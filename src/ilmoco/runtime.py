@@ -65,13 +65,22 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
 
 
 def fingerprint(*parts) -> str:
-    """A short hash of files (by content) and JSON-able values."""
+    """A short hash of files (by content) and JSON-able values. Files over 64 MiB (the image
+    cache) count by their size and their first and last 8 MiB (header and pixels), which a
+    rebuilt cache of another resolution or preprocessing changes."""
     h = hashlib.sha256()
     for p in parts:
         if isinstance(p, (str, os.PathLike)) and Path(p).is_file():
+            size = Path(p).stat().st_size
             with open(p, "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
+                if size <= 64 << 20:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+                else:
+                    h.update(str(size).encode())
+                    h.update(fh.read(8 << 20))
+                    fh.seek(-(8 << 20), os.SEEK_END)
+                    h.update(fh.read())
         else:
             h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]

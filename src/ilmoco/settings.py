@@ -137,7 +137,6 @@ class FinetuneSettings(TrainingSettings):
     patience: int
     min_steps_per_epoch: int
     augment: bool
-    evaluate_last: bool
 
 
 @dataclass(frozen=True)
@@ -250,7 +249,6 @@ class FinetuneRun:
     metric: str
     augment: AugmentSpec | None
     settings: FinetuneSettings
-    bootstrap: BootstrapSettings
 
 
 @dataclass(frozen=True)
@@ -341,7 +339,7 @@ class RunSettings:
     def finetune_run(self, dataset: str, method: str) -> FinetuneRun:
         ds, ft = self.datasets[dataset], self.finetune
         aug = preset(ds.augment, "finetune", ft.augment_overrides) if ft.augment else None
-        return FinetuneRun(dataset, method, ds.metric, aug, ft, self.bootstrap)
+        return FinetuneRun(dataset, method, ds.metric, aug, ft)
 
     def cka_run(self) -> CKARun:
         return CKARun(self.cka, self.bootstrap.level, self.finetune.precision,
@@ -522,7 +520,7 @@ def check(s: RunSettings) -> None:
     if sum(s.split.ratios) <= 0:
         raise ConfigError("split.ratios", "must sum to a positive number")
     names = s.method_names
-    if s.paired.baseline not in names:
+    if len(names) > 1 and s.paired.baseline not in names:
         raise ConfigError("paired.baseline", f"{s.paired.baseline!r} is not one of `methods` "
                           f"{names}")
     for d, ds in s.datasets.items():

@@ -3,7 +3,8 @@ from them.
 
 The site file (``$ILMOCO_SITE``, else ``~/.config/ilmoco/site.yaml``) holds what differs
 between clusters: partitions, account, GPU model, the longest runtime a job may ask for,
-the status command, small-cluster resource caps and extra profile keys.
+the status command, resources that replace the profile's for every job (small clusters), a
+cap on threads, and extra profile keys.
 ``python -m ilmoco.site slurm`` (``make slurm-profile``) writes the profile
 ``~/.config/snakemake/slurm/config.yaml`` from ``profiles/slurm/config.yaml`` and that
 file, so ``snakemake --profile slurm`` works from the repository root and no tracked file

@@ -252,3 +252,28 @@ def chance_level(metric: str, y) -> float:
     per = [_f1(np.sum((y == c) & (pred == c)), np.sum((y != c) & (pred == c)),
                np.sum((y == c) & (pred != c))) for c in range(n_classes)]
     return float(np.mean(per))
+
+
+def tuned_threshold(metric: str, y_val, p_val) -> float | None:
+    """The positive-class threshold chosen on validation (``f1_pos_tuned`` only); ``p_val``
+    may be a function computing the validation probabilities only when needed."""
+    if metric != "f1_pos_tuned":
+        return None
+    if np.asarray(y_val).ndim != 1 or len(np.unique(y_val)) > 2:
+        from ilmoco.io import InputError
+
+        raise InputError("metric f1_pos_tuned needs a binary task (one positive class); "
+                         "use macro_auc or f1_macro for this dataset")
+    return best_f1_threshold(y_val, p_val() if callable(p_val) else p_val)
+
+
+def metric_interval(y, p, metric: str, threshold: float | None, groups,
+                  bootstrap) -> dict:
+    """Point estimate and percentile-bootstrap interval over patients (``groups``) or
+    images; with ``paper_interval`` also the official mean ± 1.96·sd/√B. ``bootstrap``:
+    BootstrapSettings (resamples, seed, level, paper_interval)."""
+    fn = metric_fn(metric, threshold)
+    ci = bootstrap_ci(y, p, fn, groups, bootstrap.resamples, bootstrap.seed, bootstrap.level)
+    if bootstrap.paper_interval:
+        ci.update(paper_interval(y, p, fn, bootstrap.resamples, bootstrap.seed))
+    return ci

@@ -24,9 +24,9 @@ TIDY = ["estimate", "ci_low", "ci_high", "n_seeds"]
 
 
 def aggregate_seeds(df: pd.DataFrame, keys: list[str], value="estimate",
-                    carry: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Collapse seeds: one seed keeps its own interval, several give a mean and t-interval;
-    ``carry`` columns are averaged over seeds."""
+                    carry: tuple[str, ...] = (), level: float = 0.95) -> pd.DataFrame:
+    """Collapse seeds: one seed keeps its own interval, several give a mean and t-interval
+    at ``level``; ``carry`` columns are averaged over seeds."""
     rows = []
     for key, g in df.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -35,14 +35,14 @@ def aggregate_seeds(df: pd.DataFrame, keys: list[str], value="estimate",
             agg = {"estimate": r[value], "ci_low": r.get("ci_low", np.nan),
                    "ci_high": r.get("ci_high", np.nan), "n_seeds": 1}
         else:
-            agg = mean_ci_across_seeds(g[value].to_numpy())
+            agg = mean_ci_across_seeds(g[value].to_numpy(), level)
         agg.update({c: float(np.nanmean(g[c].to_numpy(float))) if g[c].notna().any()
                     else np.nan for c in carry if c in g})
         rows.append({**dict(zip(keys, key)), **agg})
     return pd.DataFrame(rows, columns=keys + TIDY + [c for c in carry if c in df])
 
 
-def finetune_table(metrics_files) -> pd.DataFrame:
+def finetune_table(metrics_files, level: float = 0.95) -> pd.DataFrame:
     """Fine-tuned test metric per dataset × metric × fraction × method; ``estimate_last``
     is the last epoch's value where it was evaluated, ``paper_ci_*`` the paper-style
     interval where it was computed."""
@@ -57,16 +57,17 @@ def finetune_table(metrics_files) -> pd.DataFrame:
                      "paper_ci_high": r.get("paper_ci_high", np.nan)})
     df = pd.DataFrame(recs)
     return aggregate_seeds(df, ["dataset", "metric", "fraction", "method"],
-                           carry=("estimate_last", "paper_ci_low", "paper_ci_high"))
+                           carry=("estimate_last", "paper_ci_low", "paper_ci_high"), level=level)
 
 
 def probe_tables(probe_files, finetune: pd.DataFrame | None = None,
-                 supervised_from_finetune: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 supervised_from_finetune: bool = False, level: float = 0.95
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(linear probe, layer-wise probe) tables. With ``supervised_from_finetune`` the linear
     probe's supervised row is the supervised model fine-tuned on 100 % itself (the paper's
     Table 1), not a probe of it."""
     df = pd.concat([pd.read_csv(f) for f in probe_files], ignore_index=True)
-    layer = aggregate_seeds(df, ["dataset", "metric", "block", "method"])
+    layer = aggregate_seeds(df, ["dataset", "metric", "block", "method"], level=level)
     linear = layer[layer["block"] == "block4"].drop(columns="block").reset_index(drop=True)
     if supervised_from_finetune and finetune is not None and len(finetune):
         sup = finetune[(finetune["method"] == "supervised") & (finetune["fraction"] == 100)]
@@ -75,10 +76,11 @@ def probe_tables(probe_files, finetune: pd.DataFrame | None = None,
     return linear, layer
 
 
-def feature_reuse_table(cka_files, finetune: pd.DataFrame) -> pd.DataFrame:
+def feature_reuse_table(cka_files, finetune: pd.DataFrame, level: float = 0.95
+                        ) -> pd.DataFrame:
     df = pd.concat([pd.read_csv(f) for f in cka_files], ignore_index=True)
     df = df.rename(columns={"cka": "estimate"})
-    out = aggregate_seeds(df, ["dataset", "fraction", "block", "method"])
+    out = aggregate_seeds(df, ["dataset", "fraction", "block", "method"], level=level)
     ft = finetune.set_index(["dataset", "fraction", "method"])
     idx = list(zip(out["dataset"], out["fraction"], out["method"]))
     out["finetuned_metric"] = [ft["estimate"].get(i, np.nan) for i in idx]
@@ -93,7 +95,7 @@ def ks_table(ks_files) -> pd.DataFrame:
     return aggregate_seeds(df, ["dataset", "reference", "fraction", "method"])
 
 
-def paired_table(paired_files) -> pd.DataFrame:
+def paired_table(paired_files, level: float = 0.95) -> pd.DataFrame:
     frames = [pd.read_csv(f) for f in paired_files]
     frames = [f for f in frames if len(f)]
     if not frames:
@@ -101,7 +103,7 @@ def paired_table(paired_files) -> pd.DataFrame:
                                      *TIDY])
     df = pd.concat(frames, ignore_index=True)
     return aggregate_seeds(df, ["dataset", "metric", "fraction", "baseline", "method"],
-                           carry=("p_better",))
+                           carry=("p_better",), level=level)
 
 
 def ordered(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -286,14 +288,14 @@ def build_all(*, finetune_metrics, probes, ckas, kss, paireds, out_dir, order: l
     """
     from ilmoco.paper import comparison
 
-    ft = finetune_table(finetune_metrics)
-    linear, layer = probe_tables(probes, ft, supervised_from_finetune) if probes else (
+    ft = finetune_table(finetune_metrics, level)
+    linear, layer = probe_tables(probes, ft, supervised_from_finetune, level) if probes else (
         pd.DataFrame(), pd.DataFrame())
     tables = {
         "finetune": ft, "linear_probe": linear, "layer_probe": layer,
-        "feature_reuse": feature_reuse_table(ckas, ft) if ckas else pd.DataFrame(),
+        "feature_reuse": feature_reuse_table(ckas, ft, level) if ckas else pd.DataFrame(),
         "ks_distance": ks_table(kss) if kss else pd.DataFrame(),
-        "paired_difference": paired_table(paireds) if paireds else pd.DataFrame(),
+        "paired_difference": paired_table(paireds, level) if paireds else pd.DataFrame(),
     }
     paper_datasets = paper_datasets or {}
     tables["paper_comparison"] = comparison(

@@ -102,7 +102,7 @@ def dataset_size(wildcards, input):
 
 def work_model(stage, wildcards, n):
     if stage == "pretrain":
-        return res.pretrain_work(n, S.pretrain)
+        return res.pretrain_work(n, S.pretrain, S.method(wildcards.method).base)
     if stage == "finetune":
         return res.finetune_work(n, S.finetune, float(wildcards.pct))
     if stage == "probe":

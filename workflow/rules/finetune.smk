@@ -1,5 +1,6 @@
 rule finetune:
-    """Fine-tune on labeled_<pct>, select on validation, evaluate the best model on test."""
+    """Fine-tune on labeled_<pct>, select on validation, predict test with the best and the
+    last epoch."""
     input:
         unpack(encoder_input),
         split=SPLIT,
@@ -8,7 +9,8 @@ rule finetune:
         index=CACHE_INDEX,
     output:
         predictions=f"{FT}/predictions.csv",
-        metrics=f"{FT}/metrics.json",
+        predictions_last=f"{FT}/predictions_last.csv",
+        selection=f"{FT}/selection.json",
         model=f"{FT}/model.pt",
         history=f"{FT}/history.csv",
     params:
@@ -30,3 +32,25 @@ rule finetune:
         ENV
     script:
         "../scripts/finetune.py"
+
+
+rule evaluate:
+    """Test metric and intervals of a fine-tuning run from its predictions (the interval
+    settings rerun only this)."""
+    input:
+        predictions=f"{FT}/predictions.csv",
+        predictions_last=f"{FT}/predictions_last.csv",
+        selection=f"{FT}/selection.json",
+        meta=META,
+    output:
+        f"{FT}/metrics.json",
+    params:
+        bootstrap=S.bootstrap,
+        settings=result_fields(S.bootstrap),
+        code=code("evaluate.py"),
+    log:
+        f"{D}/logs/evaluate_{{method}}_labeled_{{pct}}_seed{{seed}}.log",
+    conda:
+        ENV
+    script:
+        "../scripts/evaluate.py"

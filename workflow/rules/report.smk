@@ -1,6 +1,7 @@
 localrules:
     manifest,
     split,
+    evaluate,
     ks,
     paired,
     resolved_config,

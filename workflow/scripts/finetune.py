@@ -1,4 +1,5 @@
-"""Fine-tune one (method, fraction, seed) and evaluate its best validation model on test."""
+"""Fine-tune one (method, fraction, seed): the best validation model and the last epoch
+predict test."""
 
 from ilmoco.datasets.base import DatasetMeta
 from ilmoco.finetune import FinetuneJob, run
@@ -16,6 +17,7 @@ with job_log(snakemake.log[0], threads=snakemake.threads, stage="finetune",
         run=params.run, pct=float(w.pct), seed=int(w.seed), split_csv=inp.split,
         meta=DatasetMeta.from_dict(read_json(inp.meta)), cache_images=inp.images,
         cache_index=inp.index, encoder=inp.get("encoder"),
-        out_predictions=out.predictions, out_metrics=out.metrics, out_model=out.model,
-        out_history=out.history, resume_path=params.resume,
+        out_predictions=out.predictions, out_predictions_last=out.predictions_last,
+        out_selection=out.selection, out_model=out.model, out_history=out.history,
+        resume_path=params.resume, code=params.code,
     ))

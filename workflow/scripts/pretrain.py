@@ -1,4 +1,5 @@
-"""Self-supervised pretraining of one method; data-parallel when given more than one GPU."""
+"""Self-supervised pretraining of one method; with `gpu: N > 1`, N data-parallel processes
+(NCCL on GPUs, gloo on CPU) started from here."""
 
 from ilmoco.datasets.base import DatasetMeta
 from ilmoco.gpus import claim_gpus, run_data_parallel
@@ -7,16 +8,17 @@ from ilmoco.pretrain import PretrainJob, run
 from ilmoco.runlog import job_log
 from ilmoco.settings import digest
 
-w, inp, out, params = snakemake.wildcards, snakemake.input, snakemake.output, snakemake.params
-with job_log(snakemake.log[0], threads=snakemake.threads, stage="pretrain",
-             what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
-    gpus = int(snakemake.resources.get("gpu", 0))
-    claim_gpus(gpus)
-    job = PretrainJob(run=params.run, split_csv=inp.split,
-                      meta=DatasetMeta.from_dict(read_json(inp.meta)),
-                      cache_images=inp.images, cache_index=inp.index,
-                      out_encoder=out.encoder, out_metrics=out.metrics,
-                      resume_path=params.resume)
-    import torch
-
-    run_data_parallel(run, (job,), gpus if gpus > 1 and torch.cuda.is_available() else 1)
+# Data-parallel processes are spawned: they import this file again and must not rerun it.
+if __name__ == "__main__":
+    w, inp, out, params = (snakemake.wildcards, snakemake.input, snakemake.output,
+                           snakemake.params)
+    with job_log(snakemake.log[0], threads=snakemake.threads, stage="pretrain",
+                 what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
+        gpus = int(snakemake.resources.get("gpu", 0))
+        claim_gpus(gpus)
+        job = PretrainJob(run=params.run, split_csv=inp.split,
+                          meta=DatasetMeta.from_dict(read_json(inp.meta)),
+                          cache_images=inp.images, cache_index=inp.index,
+                          out_encoder=out.encoder, out_metrics=out.metrics,
+                          resume_path=params.resume, code=params.code)
+        run_data_parallel(run, (job,), max(1, gpus))
