@@ -91,7 +91,9 @@ def test_every_log_has_a_header_and_an_end(smoke_run):
         assert lines[-1].startswith("== done in"), log
         assert "\r" not in log.read_text(), log  # line-based progress in files
     ft = (smoke_run / "results/dr_synth/logs/finetune_moco_labeled_6_seed0.log").read_text()
-    assert "settings " in ft.splitlines()[0] and "test macro_auc" in ft
+    assert "settings " in ft.splitlines()[0] and "best validation epoch" in ft
+    ev = (smoke_run / "results/dr_synth/logs/evaluate_moco_labeled_6_seed0.log").read_text()
+    assert "test macro_auc" in ev.splitlines()[-2]
     pre = (smoke_run / "results/dr_synth/logs/pretrain_moco.log").read_text()
     assert "epoch 1/2 |" in pre and "epoch 2/2 |" in pre
 
@@ -134,7 +136,7 @@ def test_a_result_setting_reruns_its_stage_and_what_depends_on_it(smoke_run, tmp
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
     assert jobs["pretrain"] == 1  # only the Barlow Twins method uses it
     # interval settings: only the statistics, never the training
-    cfg = write(tmp_path / "boot.yaml", "bootstrap: {resamples: 60, level: 0.9}\n")
+    cfg = write(tmp_path / "boot.yaml", "bootstrap: {resamples: 60}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
     assert jobs["evaluate"] == 8 and not {"pretrain", "finetune", "cka"} & set(jobs)
 
