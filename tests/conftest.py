@@ -1,4 +1,5 @@
 import atexit
+import fcntl
 import os
 import shutil
 import sys
@@ -29,3 +30,24 @@ def _one_thread():
 
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, worker_id):
+    """The whole DAG on the smoke configuration (local executor), run once per test session:
+    pytest-xdist workers share one run through a lock file in the session's temp root, so
+    the worker that needs it first builds it while the others go on with their own tests."""
+    from snakerun import snakemake
+
+    root = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # gw0, gw1, ...: the parent is shared by the session
+        root = root.parent
+    work, done = root / "smoke", root / "smoke.done"
+    with open(root / "smoke.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir()
+            snakemake(workdir=work)
+            done.touch()
+    return work

@@ -1,6 +1,7 @@
 """The cluster profile: generated from the site file by the documented one-time step, then
 used exactly as the README says (``snakemake --profile slurm``) against a real single-node
-SLURM (munge + slurmctld + slurmd).
+SLURM (munge + slurmctld + slurmd), which runs the smoke DAG and must give the same bytes as
+the local smoke run.
 
 Starting SLURM installs packages and changes /etc, so it runs only when asked:
 ``ILMOCO_TEST_SLURM=1`` (``.ci/run`` sets it) on a machine with root and apt-get. The
@@ -8,12 +9,15 @@ profile generation and a dry-run through the profile run everywhere.
 """
 
 import os
+import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
-from snakerun import ROOT, planned_jobs, snakemake
+from snakerun import ROOT, SMOKE_CONFIG, planned_jobs, snakemake
 
 from ilmoco import site
 
@@ -102,3 +106,77 @@ def test_one_time_step_then_profile_by_name(tmp_path):
     assert jobs["pretrain"] == 3
     r = snakemake("--lint", "--profile", "slurm", configfiles=(), check=False, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ the same DAG through SLURM
+
+@pytest.fixture(scope="module")
+def cluster():
+    can_run = os.geteuid() == 0 and (shutil.which("apt-get") or shutil.which("slurmctld"))
+    if not OPTED_IN:  # checked first: without the opt-in nothing is installed or changed
+        pytest.skip("starting a real SLURM changes /etc: set ILMOCO_TEST_SLURM=1 (CI does)")
+    if not can_run:
+        pytest.skip("needs root and apt-get to start a local SLURM")
+    # slurmctld runs as user `slurm`: its state must not sit in pytest's private (0700) tmp
+    state = Path(tempfile.mkdtemp(prefix="ilmoco-slurm-", dir="/tmp"))
+    state.chmod(0o755)
+    r = subprocess.run([str(HERE / "start.sh"), str(state)], capture_output=True, text=True,
+                       timeout=300)
+    if r.returncode != 0:
+        subprocess.run([str(HERE / "stop.sh"), str(state)], timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    pids = {p.stem: int(p.read_text()) for p in state.glob("*.pid") if p.stem in
+            ("slurmctld", "slurmd", "munged")}
+    yield {"SLURM_CONF": str(state / "slurm.conf")}
+    subprocess.run([str(HERE / "stop.sh"), str(state)], timeout=60)
+    for name, pid in pids.items():  # stopped exactly what we started
+        assert not Path(f"/proc/{pid}").exists(), f"{name} ({pid}) still running"
+    shutil.rmtree(state, ignore_errors=True)
+
+
+def test_smoke_dag_through_slurm(cluster, request, tmp_path):
+    home = tmp_path / "config"
+    env = {**os.environ, **cluster, "XDG_CONFIG_HOME": str(home),
+           "ILMOCO_SITE": str(home / "ilmoco/site.yaml")}
+    write_site(home / "ilmoco/site.yaml", CI_SITE)
+    before = git_status()
+    make_profile(env)
+    assert git_status() == before
+    work = tmp_path / "work"
+    work.mkdir()
+    # One dataset and one method: every stage from the raw layout to KS on a short critical
+    # path (SLURM status polling costs seconds per stage); the cross-dataset report rules
+    # run locally (localrules) and are tested on the local run.
+    args = ("--profile", "slurm", "--config", "use_datasets=[dr_synth]", "methods=[moco_mse]")
+    targets = ["results/dr_synth/analysis/ks.csv", "results/dr_synth/analysis/cka_moco_mse.csv",
+               "results/dr_synth/probe/moco_mse/probe.csv"]
+    r = snakemake(*targets, *args, workdir=work, env=env, timeout=600)
+    text = r.stdout + r.stderr
+    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text))
+    jobs = {jid: rule for rule, jid in re.findall(r"rule (\w+):\n(?:.*\n)*?\s+jobid: (\d+)",
+                                                 text)}
+    local = {jid for jid, rule in jobs.items() if rule in ("manifest", "split", "evaluate", "ks")}
+    assert len(jobs) == 12 and set(jobs) - local == set(submitted), \
+        "every job but the small local ones must be a SLURM job"
+    logs = list((work / "logs/slurm").rglob("*.log"))
+    for jid, slurm_id in submitted.items():
+        assert any(p.stem == slurm_id for p in logs), (jobs.get(jid), slurm_id)
+        show = subprocess.run(["scontrol", "show", "job", "-o", slurm_id], capture_output=True,
+                              text=True, env=env).stdout
+        assert "JobState=COMPLETED" in show, show
+        asked_gpu = re.search(r"Tres\w*=\S*gpu", show) is not None
+        assert asked_gpu == (jobs[jid] in GPU_RULES), (jobs[jid], show)
+    # the same bytes as the local run (asked for only now: another worker builds it meanwhile)
+    smoke_run = request.getfixturevalue("smoke_run")
+    for rel in ["results/dr_synth/data/split.csv", "results/dr_synth/data/cache/images.npy"] + [
+            f"results/dr_synth/finetune/moco_mse/labeled_{p}/seed0/predictions.csv"
+            for p in ("6", "100")]:
+        assert (work / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
+
+    # a job that fails (NaN loss) is reported as failed, not waited on forever
+    bad = tmp_path / "nan.yaml"
+    bad.write_text("pretrain: {optimizer: {lr: 1.0e+30}}\n")
+    r = snakemake("results/dr_synth/pretrain/moco_mse/encoder.pt", *args, workdir=work,
+                  env=env, configfiles=(*SMOKE_CONFIG, bad), check=False, timeout=300)
+    assert r.returncode != 0
+    assert "Error in rule pretrain" in r.stdout + r.stderr

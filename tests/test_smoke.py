@@ -1,18 +1,16 @@
 """Everything that reads the smoke run (config.yaml + config/smoke.yaml, the whole DAG, run
-once per module): its outputs, what reruns after setting and code changes, the report, a
-byte-identical rerun without network, kill -9 then resume, and the same DAG through a real
-SLURM. One module, so that one test worker runs the smoke DAG once (pytest-xdist, --dist
-loadfile) while the others run the rest of the suite."""
+once per test session by the ``smoke_run`` fixture of conftest.py): its outputs, what reruns
+after setting and code changes, the report, a byte-identical rerun without network, kill -9
+then resume, data-parallel pretraining. The same DAG through a real SLURM is in
+test_slurm.py."""
 
 import json
 import os
-import re
 import shutil
 import signal
 import stat
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -22,19 +20,10 @@ import pytest
 import torch
 import yaml
 from snakerun import ROOT, SMOKE_CONFIG, planned_jobs, snakemake
-from test_slurm import CI_SITE, GPU_RULES, HERE, OPTED_IN, git_status, make_profile, write_site
 
 from ilmoco.io import torch_load
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """The whole DAG on the smoke configuration (local executor)."""
-    work = tmp_path_factory.mktemp("smoke")
-    snakemake(workdir=work)
-    return work
 
 
 def write(path, text):
@@ -360,79 +349,6 @@ def test_checkpoint_of_another_dataset_is_refused(smoke_run, tmp_path):
         load_backbone(enc, dataset="dr_synth", method="byol_bt")
     with pytest.raises(InputError, match=r"in_channels=3 but this run needs in_channels=1"):
         load_backbone(enc, dataset="dr_synth", in_channels=1)
-
-
-# ------------------------------------------------------------------ the same DAG through SLURM
-
-@pytest.fixture(scope="module")
-def cluster():
-    can_run = os.geteuid() == 0 and (shutil.which("apt-get") or shutil.which("slurmctld"))
-    if not OPTED_IN:  # checked first: without the opt-in nothing is installed or changed
-        pytest.skip("starting a real SLURM changes /etc: set ILMOCO_TEST_SLURM=1 (CI does)")
-    if not can_run:
-        pytest.skip("needs root and apt-get to start a local SLURM")
-    # slurmctld runs as user `slurm`: its state must not sit in pytest's private (0700) tmp
-    state = Path(tempfile.mkdtemp(prefix="ilmoco-slurm-", dir="/tmp"))
-    state.chmod(0o755)
-    r = subprocess.run([str(HERE / "start.sh"), str(state)], capture_output=True, text=True,
-                       timeout=300)
-    if r.returncode != 0:
-        subprocess.run([str(HERE / "stop.sh"), str(state)], timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr
-    pids = {p.stem: int(p.read_text()) for p in state.glob("*.pid") if p.stem in
-            ("slurmctld", "slurmd", "munged")}
-    yield {"SLURM_CONF": str(state / "slurm.conf")}
-    subprocess.run([str(HERE / "stop.sh"), str(state)], timeout=60)
-    for name, pid in pids.items():  # stopped exactly what we started
-        assert not Path(f"/proc/{pid}").exists(), f"{name} ({pid}) still running"
-    shutil.rmtree(state, ignore_errors=True)
-
-
-def test_smoke_dag_through_slurm(cluster, smoke_run, tmp_path):
-    home = tmp_path / "config"
-    env = {**os.environ, **cluster, "XDG_CONFIG_HOME": str(home),
-           "ILMOCO_SITE": str(home / "ilmoco/site.yaml")}
-    write_site(home / "ilmoco/site.yaml", CI_SITE)
-    before = git_status()
-    make_profile(env)
-    assert git_status() == before
-    work = tmp_path / "work"
-    work.mkdir()
-    # One dataset and one method: every stage from the raw layout to KS on a short critical
-    # path (SLURM status polling costs seconds per stage); the cross-dataset report rules
-    # run locally (localrules) and are tested on the local run.
-    args = ("--profile", "slurm", "--config", "use_datasets=[dr_synth]", "methods=[moco_mse]")
-    targets = ["results/dr_synth/analysis/ks.csv", "results/dr_synth/analysis/cka_moco_mse.csv",
-               "results/dr_synth/probe/moco_mse/probe.csv"]
-    r = snakemake(*targets, *args, workdir=work, env=env, timeout=600)
-    text = r.stdout + r.stderr
-    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", text))
-    jobs = {jid: rule for rule, jid in re.findall(r"rule (\w+):\n(?:.*\n)*?\s+jobid: (\d+)",
-                                                 text)}
-    local = {jid for jid, rule in jobs.items() if rule in ("manifest", "split", "evaluate", "ks")}
-    assert len(jobs) == 12 and set(jobs) - local == set(submitted), \
-        "every job but the small local ones must be a SLURM job"
-    logs = list((work / "logs/slurm").rglob("*.log"))
-    for jid, slurm_id in submitted.items():
-        assert any(p.stem == slurm_id for p in logs), (jobs.get(jid), slurm_id)
-        show = subprocess.run(["scontrol", "show", "job", "-o", slurm_id], capture_output=True,
-                              text=True, env=env).stdout
-        assert "JobState=COMPLETED" in show, show
-        asked_gpu = re.search(r"Tres\w*=\S*gpu", show) is not None
-        assert asked_gpu == (jobs[jid] in GPU_RULES), (jobs[jid], show)
-    # the same bytes as the local run
-    for rel in ["results/dr_synth/data/split.csv", "results/dr_synth/data/cache/images.npy"] + [
-            f"results/dr_synth/finetune/moco_mse/labeled_{p}/seed0/predictions.csv"
-            for p in ("6", "100")]:
-        assert (work / rel).read_bytes() == (smoke_run / rel).read_bytes(), rel
-
-    # a job that fails (NaN loss) is reported as failed, not waited on forever
-    bad = tmp_path / "nan.yaml"
-    bad.write_text("pretrain: {optimizer: {lr: 1.0e+30}}\n")
-    r = snakemake("results/dr_synth/pretrain/moco_mse/encoder.pt", *args, workdir=work,
-                  env=env, configfiles=(*SMOKE_CONFIG, bad), check=False, timeout=300)
-    assert r.returncode != 0
-    assert "Error in rule pretrain" in r.stdout + r.stderr
 
 
 def test_data_parallel_pretraining_through_snakemake(smoke_run, tmp_path):
