@@ -243,8 +243,9 @@ PRETRAIN = "results/dr_synth/pretrain/moco_mse"
 FINETUNE = "results/dr_synth/finetune/supervised/labeled_100/seed0"
 
 
-def job_pids(marker: str) -> list[int]:
-    """PIDs of running Snakemake job scripts whose command line contains ``marker``."""
+def job_pids(work: Path, marker: str) -> list[int]:
+    """PIDs of the Snakemake job scripts of the run in ``work`` whose command line contains
+    ``marker`` (only this run's: other tests and other users' runs go on undisturbed)."""
     out = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -252,7 +253,7 @@ def job_pids(marker: str) -> list[int]:
                 cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
             except OSError:
                 continue
-            if ".snakemake/scripts" in cmd and marker in cmd:
+            if f"{work}/.snakemake/scripts/" in cmd and marker in cmd:
                 out.append(int(d.name))
     return out
 
@@ -277,7 +278,7 @@ def run_and_kill(work: Path, target: str, cfg: Path, resume: Path, marker: str):
     killed = False
     while time.time() < deadline and proc.poll() is None:
         if resume.exists():  # a checkpoint is on disk: the job is mid-training
-            for pid in job_pids(marker):
+            for pid in job_pids(work, marker):
                 os.kill(pid, signal.SIGKILL)
                 killed = True
             if killed:
