@@ -22,17 +22,11 @@ from snakerun import ROOT, SMOKE_CONFIG, planned_jobs, snakemake
 from ilmoco import site
 
 HERE = Path(__file__).parent / "slurm"
-
-
 GPU_RULES = {"pretrain", "finetune", "probe", "cka"}
-
-
 OPTED_IN = os.environ.get("ILMOCO_TEST_SLURM") == "1"
 
 # A small test cluster: one `debug` partition, no accounting daemon (squeue status), short
 # status intervals, and resources that fit a 2-core node.
-
-
 CI_SITE = {
     "cpu_partition": "debug", "gpu_partition": "debug", "status_command": "squeue",
     "resources": {"mem_mb": 1500, "cpus_per_gpu": 1, "runtime": 30}, "threads": 1,
