@@ -32,7 +32,7 @@ from ilmoco.registry import fraction_column
 from ilmoco.runlog import log
 from ilmoco.runtime import fingerprint, prepare
 from ilmoco.settings import FinetuneRun, result_fields
-from ilmoco.stats import tuned_threshold
+from ilmoco.stats import check_metric, tuned_threshold
 
 
 class Classifier(nn.Module):
@@ -116,6 +116,7 @@ def run(job: FinetuneJob) -> dict:
                          labels=targets(train, meta), rows=cache.rows(train["image_id"]),
                          min_steps=s.min_steps_per_epoch)
     val_images, y_val = cache.load(val["image_id"]), targets(val, meta)
+    check_metric(r.metric, y_val)
     steps_per_epoch = source.steps_per_epoch
     total = s.epochs * steps_per_epoch
 

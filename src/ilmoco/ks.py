@@ -16,12 +16,12 @@ from ilmoco.predictions import read_predictions
 from ilmoco.stats import ks_distance
 
 
-def choose_reference(metrics: dict, reference: str | None) -> tuple[str, str]:
+def choose_reference(selections: dict, reference: str | None) -> tuple[str, str]:
     """The KS reference method: configured, or the best 100 % method on validation.
 
-    ``metrics`` maps (method, fraction, seed) -> metrics.json content.
+    ``selections`` maps (method, fraction, seed) -> selection.json content.
     """
-    full = {k: v for k, v in metrics.items() if k[1] == 100}
+    full = {k: v for k, v in selections.items() if k[1] == 100}
     if not full:
         raise InputError("KS needs runs at 100 % labels; add 100 to `fractions`")
     if reference:
@@ -38,9 +38,8 @@ def choose_reference(metrics: dict, reference: str | None) -> tuple[str, str]:
 
 def run_ks(*, dataset: str, runs: dict, reference: str | None, out_csv: str) -> pd.DataFrame:
     """KS between each run's test probabilities and the reference method's 100 % run (same
-    seed). ``runs`` maps (method, fraction, seed) -> (predictions.csv, metrics.json)."""
-    metrics = {k: read_json(v[1]) for k, v in runs.items()}
-    ref, how = choose_reference(metrics, reference)
+    seed). ``runs`` maps (method, fraction, seed) -> (predictions.csv, selection.json)."""
+    ref, how = choose_reference({k: read_json(v[1]) for k, v in runs.items()}, reference)
     rows = []
     for (method, pct, seed), (pred, _) in sorted(runs.items()):
         ref_key = (ref, 100, seed)

@@ -252,13 +252,13 @@ def main(argv=None) -> None:
 
 
 def print_estimate(configfiles, table_path=None) -> None:
-    from snakemake.utils import validate
+    from snakemake.utils import update_config, validate
 
     from ilmoco.site import DEFAULT_THROUGHPUT
 
     config: dict = {}
-    for f in configfiles:
-        _merge(config, yaml.safe_load(Path(f).read_text()) or {})
+    for f in configfiles:  # merged key by key, as Snakemake merges --configfile files
+        update_config(config, yaml.safe_load(Path(f).read_text()) or {})
     validate(config, str(SCHEMA))
     table = load_table(table_path or DEFAULT_THROUGHPUT)
     hours = estimate(config, table)
@@ -271,15 +271,6 @@ def print_estimate(configfiles, table_path=None) -> None:
     total = sum(sum(h.values()) for h in hours.values())
     print(f"\ntotal {total:.0f} GPU-hours (modelled work, {table_path or DEFAULT_THROUGHPUT};"
           f" {'measured' if table.get('measured') else 'estimated'} rates)")
-
-
-def _merge(base: dict, over: dict) -> None:
-    """Snakemake's key-by-key merge of config files."""
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
 
 
 if __name__ == "__main__":

@@ -602,7 +602,7 @@ def execution_keys() -> dict[str, set[str]]:
 def result_config(config: Mapping) -> dict:
     """The validated config without its execution settings: what determines the results
     (``results/resolved_config.yaml``; changing only an execution setting reruns nothing)."""
-    out = {k: v for k, v in config.items()}
+    out = dict(config)
     for section, keys in execution_keys().items():
         if section in out:
             out[section] = {k: v for k, v in out[section].items() if k not in keys}

@@ -20,6 +20,8 @@ import warnings
 
 import numpy as np
 
+from ilmoco.io import InputError
+
 METRICS = ("macro_auc", "f1_macro", "f1_pos_tuned", "accuracy")
 
 
@@ -254,16 +256,20 @@ def chance_level(metric: str, y) -> float:
     return float(np.mean(per))
 
 
+def check_metric(metric: str, y_val) -> None:
+    """Refuse a metric the labels cannot have (called before training, not after it)."""
+    if metric == "f1_pos_tuned" and (np.asarray(y_val).ndim != 1
+                                     or len(np.unique(y_val)) > 2):
+        raise InputError("metric f1_pos_tuned needs a binary task (one positive class); "
+                         "use macro_auc or f1_macro for this dataset")
+
+
 def tuned_threshold(metric: str, y_val, p_val) -> float | None:
     """The positive-class threshold chosen on validation (``f1_pos_tuned`` only); ``p_val``
     may be a function computing the validation probabilities only when needed."""
     if metric != "f1_pos_tuned":
         return None
-    if np.asarray(y_val).ndim != 1 or len(np.unique(y_val)) > 2:
-        from ilmoco.io import InputError
-
-        raise InputError("metric f1_pos_tuned needs a binary task (one positive class); "
-                         "use macro_auc or f1_macro for this dataset")
+    check_metric(metric, y_val)
     return best_f1_threshold(y_val, p_val() if callable(p_val) else p_val)
 
 

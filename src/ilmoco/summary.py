@@ -57,8 +57,7 @@ def learning_table(rows: pd.DataFrame, display: dict, datasets: dict) -> str:
 def learning_sentences(rows: pd.DataFrame, display: dict) -> list[str]:
     """What the pretraining numbers show, with the ranges measured."""
     out = []
-    moco_like = rows[rows.get("infonce", pd.Series(dtype=float)).notna()] \
-        if "infonce" in rows else rows.iloc[0:0]
+    moco_like = rows[rows["infonce"].notna()] if "infonce" in rows else rows.iloc[0:0]
     if len(moco_like):
         below = moco_like["chance"] - moco_like["infonce"]
         out.append(f"Every MoCo pretraining ended with InfoNCE {below.min():.2f}-"

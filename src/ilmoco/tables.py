@@ -88,11 +88,11 @@ def feature_reuse_table(cka_files, finetune: pd.DataFrame, level: float = 0.95
     return out
 
 
-def ks_table(ks_files) -> pd.DataFrame:
+def ks_table(ks_files, level: float = 0.95) -> pd.DataFrame:
     df = pd.concat([pd.read_csv(f) for f in ks_files], ignore_index=True)
     df = df.rename(columns={"ks": "estimate"})
     df["ci_low"] = df["ci_high"] = np.nan
-    return aggregate_seeds(df, ["dataset", "reference", "fraction", "method"])
+    return aggregate_seeds(df, ["dataset", "reference", "fraction", "method"], level=level)
 
 
 def paired_table(paired_files, level: float = 0.95) -> pd.DataFrame:
@@ -294,7 +294,7 @@ def build_all(*, finetune_metrics, probes, ckas, kss, paireds, out_dir, order: l
     tables = {
         "finetune": ft, "linear_probe": linear, "layer_probe": layer,
         "feature_reuse": feature_reuse_table(ckas, ft, level) if ckas else pd.DataFrame(),
-        "ks_distance": ks_table(kss) if kss else pd.DataFrame(),
+        "ks_distance": ks_table(kss, level) if kss else pd.DataFrame(),
         "paired_difference": paired_table(paireds, level) if paireds else pd.DataFrame(),
     }
     paper_datasets = paper_datasets or {}

@@ -31,7 +31,8 @@ rule cka:
 rule ks:
     """KS distance of each run's test probabilities to the reference 100 % model."""
     input:
-        unpack(lambda w: runs(w.dataset, ["predictions", "metrics"])),
+        # selection.json (validation scores), not metrics.json: interval settings rerun no KS
+        unpack(lambda w: runs(w.dataset, ["predictions", "selection"])),
     output:
         KS,
     params:

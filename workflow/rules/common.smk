@@ -180,7 +180,8 @@ def ft_path(name, **w):
     return (f"{FT}/{name}").format(**w)
 
 
-RUN_FILES = {"predictions": "predictions.csv", "metrics": "metrics.json", "model": "model.pt"}
+RUN_FILES = {"predictions": "predictions.csv", "selection": "selection.json",
+             "metrics": "metrics.json", "model": "model.pt"}
 
 
 def runs(dataset, kinds, methods=None, pcts=None):

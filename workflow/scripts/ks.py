@@ -6,5 +6,5 @@ from ilmoco.runlog import job_log
 
 with job_log(snakemake.log[0], stage="ks", what=snakemake.wildcards.dataset):
     run_ks(dataset=snakemake.wildcards.dataset,
-           runs=runs_by_key(snakemake.input.items(), "predictions", "metrics"),
+           runs=runs_by_key(snakemake.input.items(), "predictions", "selection"),
            reference=snakemake.params.reference, out_csv=snakemake.output[0])
