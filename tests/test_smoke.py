@@ -127,7 +127,7 @@ def test_a_result_setting_reruns_its_stage_and_what_depends_on_it(smoke_run, tmp
     # interval settings: only the statistics, never the training
     cfg = write(tmp_path / "boot.yaml", "bootstrap: {resamples: 60}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["evaluate"] == 8 and not {"pretrain", "finetune", "cka"} & set(jobs)
+    assert jobs["evaluate"] == 8 and not {"pretrain", "finetune", "cka", "ks"} & set(jobs)
 
 
 def test_changing_the_split_seed_reruns_everything_downstream_of_the_split(smoke_run,
