@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ilmoco.backbone import Backbone, SplitBatchNorm
+from ilmoco.backbone import Backbone, SplitBatchNorm, SplitBatchNorm1d
 from ilmoco.moco import MoCo
 from ilmoco.momentum import momentum_at
 from ilmoco.settings import MoCoSettings, TermSpec
@@ -102,6 +102,21 @@ def test_split_batchnorm_uses_interleaved_subbatches():
                                                sbn.weight, sbn.bias, False, 0.0, sbn.eps))
 
 
+@pytest.mark.parametrize("bn,norm", [("split", SplitBatchNorm1d), ("global", torch.nn.BatchNorm1d)])
+def test_mlp_bn_head_normalises_the_hidden_layer_like_the_backbone(bn, norm):
+    model = tiny(head="mlp_bn", bn=bn, bn_splits=2)
+    lin, bn_layer, _, out = model.encoder_q.head
+    assert type(bn_layer) is norm and lin.bias is None and out.out_features == 16
+    h = torch.randn(8, 512) * 2 + 3
+    y = bn_layer.train()(h)
+    groups = [slice(s, None, 2) for s in range(2)] if bn == "split" else [slice(None)]
+    for g in groups:  # each (sub-)batch is normalised on its own statistics
+        assert torch.allclose(y[g], F.batch_norm(h[g], None, None, training=True), atol=1e-4)
+    loss, _ = model(torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32))
+    assert torch.isfinite(loss)
+    assert isinstance(model.encoder_k.head[1], norm)  # the key encoder is a copy
+
+
 @pytest.mark.parametrize("method", ["moco", "moco_mse", "moco_bt"])
 def test_forward_terms_and_validation_has_no_side_effects(method):
     model = tiny(method, bn="split", bn_splits=2)
@@ -165,10 +180,11 @@ def held_out_loss_ratio(model, steps: int = 20) -> float:
     return held_out() / before
 
 
-@pytest.mark.parametrize("method", ["moco", "moco_mse", "moco_bt"])
-def test_moco_training_lowers_loss_on_a_tiny_batch(method):
+@pytest.mark.parametrize("method,head", [("moco", "mlp"), ("moco_mse", "mlp"), ("moco_bt", "mlp"),
+                                         ("moco", "mlp_bn")])
+def test_moco_training_lowers_loss_on_a_tiny_batch(method, head):
     """20 steps on two augmented views of one tiny batch lower its total loss."""
-    assert held_out_loss_ratio(tiny(method, queue_size=32, momentum=0.99)) < 0.5
+    assert held_out_loss_ratio(tiny(method, queue_size=32, momentum=0.99, head=head)) < 0.5
 
 
 def test_a_term_on_some_blocks_computes_and_owns_only_those():

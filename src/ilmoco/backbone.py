@@ -82,6 +82,20 @@ class SplitBatchNorm(nn.BatchNorm2d):
         return y
 
 
+class SplitBatchNorm1d(SplitBatchNorm):
+    """SplitBatchNorm for (N, C) inputs: the hidden layer of an ``mlp_bn`` projection head."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x[:, :, None, None])[:, :, 0, 0]
+
+
+def norm_layer_1d(bn: str, bn_splits: int) -> Callable[[int], nn.Module]:
+    """The BatchNorm of an SSL head's hidden layer, matching the backbone's ``bn``."""
+    if bn == "split":
+        return lambda c: SplitBatchNorm1d(c, num_splits=bn_splits)
+    return nn.BatchNorm1d
+
+
 def norm_layer(bn: str, bn_splits: int) -> Callable[[int], nn.Module] | None:
     """The BatchNorm of an SSL backbone: ``split`` (SplitBatchNorm) or torchvision's."""
     if bn == "split":

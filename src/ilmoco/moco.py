@@ -20,12 +20,14 @@ pointer lives on the host so enqueueing never synchronises with the GPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ilmoco import dist
-from ilmoco.backbone import Backbone, norm_layer
+from ilmoco.backbone import Backbone, norm_layer, norm_layer_1d
 from ilmoco.intermediate import build_term
 from ilmoco.losses import infonce_loss
 from ilmoco.momentum import ema_update, momentum_copy
@@ -46,14 +48,21 @@ class Encoder(nn.Module):
         return (F.normalize(z, dim=1) if self.normalize else z), blocks
 
 
-def moco_head(in_dim: int, dim: int, kind: str) -> nn.Module:
-    """MoCo v2's MLP head, or the single linear layer of MoCo v1 / the official code."""
+def moco_head(in_dim: int, dim: int, kind: str,
+              norm1d: Callable[[int], nn.Module] = nn.BatchNorm1d) -> nn.Module:
+    """MoCo v2's MLP head (``mlp``), the same with BatchNorm on the hidden layer as in
+    SimCLR / MoCo v3 (``mlp_bn``: short CPU runs of MoCo v2's head can collapse the
+    embedding to a constant, InfoNCE exactly ln(K + 1)), or the single linear layer of
+    MoCo v1 / the official code (``linear``)."""
     if kind == "mlp":
         return nn.Sequential(nn.Linear(in_dim, in_dim), nn.ReLU(inplace=True),
                              nn.Linear(in_dim, dim))
+    if kind == "mlp_bn":
+        return nn.Sequential(nn.Linear(in_dim, in_dim, bias=False), norm1d(in_dim),
+                             nn.ReLU(inplace=True), nn.Linear(in_dim, dim))
     if kind == "linear":
         return nn.Linear(in_dim, dim)
-    raise ValueError(f"unknown head {kind!r}; use 'mlp' or 'linear'")
+    raise ValueError(f"unknown head {kind!r}; use 'mlp', 'mlp_bn' or 'linear'")
 
 
 def shuffle_across_ranks(x: torch.Tensor, gen: torch.Generator | None):
@@ -83,7 +92,9 @@ class MoCo(nn.Module):
         self.settings = moco
         backbone = Backbone(arch, in_channels, zero_init_residual,
                             norm_layer=norm_layer(moco.bn, moco.bn_splits))
-        self.encoder_q = Encoder(backbone, moco_head(backbone.out_dim, moco.dim, moco.head))
+        head = moco_head(backbone.out_dim, moco.dim, moco.head,
+                         norm_layer_1d(moco.bn, moco.bn_splits))
+        self.encoder_q = Encoder(backbone, head)
         self.encoder_k = momentum_copy(self.encoder_q)
         self.term = build_term(term, backbone.block_dims)
         self.register_buffer("queue", F.normalize(torch.randn(moco.queue_size, moco.dim), dim=1))
