@@ -324,8 +324,12 @@ def test_summary_sentences_come_from_the_results():
     curve = pd.DataFrame({"step": [10, 20, 20], "epoch": [0, 1, 1],
                           "loss": [5.0, 3.2, np.nan], "infonce": [5.0, 3.2, np.nan],
                           "knn_macro_auc": [np.nan, np.nan, 0.81]})
-    probes = pd.DataFrame([{"dataset": "d", "method": m, "block": "block4", "estimate": e}
-                           for m, e in (("moco", 0.78), ("random_init", 0.55))])
+    probes = pd.DataFrame([{"dataset": "d", "method": m, "block": b, "estimate": e}
+                           for m, b, e in (("moco", "block4", 0.78),
+                                           ("random_init", "block4", 0.55),
+                                           ("random_init", "block2", 0.71),
+                                           ("random_init", "block3", 0.64),
+                                           ("moco", "block3", 0.99))])
     rows = pretraining_rows({("d", "moco"): curve}, 256, probes)
     r = rows.iloc[0]
     assert r["infonce"] == 3.2 and r["chance"] == pytest.approx(np.log(257))
@@ -333,6 +337,7 @@ def test_summary_sentences_come_from_the_results():
     text = " ".join(learning_sentences(rows, DISPLAY))
     assert f"{np.log(257) - 3.2:.2f}-{np.log(257) - 3.2:.2f} nats below chance" in text
     assert "scores 55.0-55.0" in text and "+23.0 to +23.0 points" in text
+    assert "control already scores up to 71.0 on d:" in text  # best block below 4, control
     paired = pd.DataFrame([
         {"dataset": "d", "fraction": 1.0, "baseline": "moco", "method": "moco_mse",
          "estimate": 0.03, "ci_low": 0.01, "ci_high": 0.05},

@@ -2,7 +2,8 @@
 
 * **Did self-supervised learning happen?** Per dataset and method: the last training
   InfoNCE against its chance level ln(K + 1), the kNN monitor at the last epoch, and the
-  block-4 linear probe against the random-init control.
+  block-4 linear probe against the random-init control (and that control's best block
+  below 4, which says how much of a task random features already solve).
 * **Which method wins?** Per dataset and label fraction, each method's paired difference to
   the baseline (same resampled test patients); a difference counts only where its interval
   excludes zero, everything else is reported as within noise.
@@ -35,6 +36,10 @@ def pretraining_rows(curves: dict, queue_size: int, probes: pd.DataFrame) -> pd.
         ctrl = p[p["method"] == RANDOM_INIT]["estimate"]
         if len(own) and len(ctrl):
             row["probe"], row["random_probe"] = float(own.iloc[0]), float(ctrl.iloc[0])
+        early = probes[(probes["dataset"] == dataset) & (probes["method"] == RANDOM_INIT)
+                       & (probes["block"] != "block4")]
+        if len(early):
+            row["random_early"] = float(early["estimate"].max())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -69,6 +74,12 @@ def learning_sentences(rows: pd.DataFrame, display: dict) -> list[str]:
         out.append(f"The random-init control scores {ctrl.min():.1f}-{ctrl.max():.1f} "
                    f"with a block-4 linear probe; the pretrained encoders beat it by "
                    f"{gain.min():+.1f} to {gain.max():+.1f} points.")
+        if "random_early" in rows and rows["random_early"].notna().any():
+            early = rows.groupby("dataset")["random_early"].first().dropna() * 100
+            out.append("Below block 4 the random-init control already scores up to "
+                       + ", ".join(f"{v:.1f} on {d}" for d, v in early.items())
+                       + ": where that is high, the labels are readable from random features "
+                       "and only block 4 shows what pretraining added.")
         weak = rows[gain < 10]
         if len(weak):
             names = ", ".join(f"{display.get(m, m)} on {d}"

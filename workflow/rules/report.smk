@@ -75,6 +75,7 @@ rule readme:
         summary="docs/demo/summary.md",
     params:
         presentation=presentation(),
+        code=code("readme.py"),
     log:
         "logs/readme.log",
     conda:
