@@ -262,8 +262,10 @@ def test_layer_probe_figure_control_dodged_and_unclipped(monkeypatch):
     ax = figs[0].axes[0]
     assert_not_clipped(ax, [layer["ci_low"] * 100, layer["ci_high"] * 100, [42]])
     assert chance_lines(ax)
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "Random init (control)" in labels and "Supervised (fine-tuned, ref.)" in labels
+    labels = [t.get_text() for t in ax.get_legend().get_texts() if t.get_text() != "chance"]
+    # each encoder drawn once although ORDER names the references too; references last
+    assert labels == ["MoCo", "Supervised (fine-tuned, ref.)", "Random init (control)"]
+    assert len(ax.containers) == 3
     xs = [c.lines[0].get_xdata()[0] for c in ax.containers]
     assert len(set(np.round(xs, 6))) == len(xs)  # methods side by side, whiskers apart
     assert_readable(figs[0])
@@ -308,6 +310,19 @@ def test_pretrain_figure_has_linear_ticks_chance_and_knn(monkeypatch):
                if ln.get_label().startswith("chance"))
     assert knn.get_ylabel().startswith("kNN") and knn.get_ylim() == (0, 100)
     assert_readable(figs[0])
+
+
+def test_pretrain_figure_has_one_legend_for_loss_and_terms(monkeypatch):
+    figs = capture(monkeypatch)
+    loss = {"moco_mse": pd.DataFrame({"step": [1, 2, 3], "epoch": [0, 0, 0],
+                                      "infonce": [5.0, 4.0, 3.5],
+                                      **{f"mse_block{i}": [0.1, 0.08, 0.05]
+                                         for i in range(1, 5)}})}
+    figures.pretrain_curves(loss, "d", ORDER, DISPLAY, "x.png", queue_size=64)
+    legends = [ax.get_legend() for ax in figs[0].axes if ax.get_legend() is not None]
+    assert len(legends) == 1  # two legends of the twin axes used to overlap
+    labels = [t.get_text() for t in legends[0].get_texts()]
+    assert labels == ["InfoNCE", "chance ln(64+1)"] + [f"mse block{i}" for i in range(1, 5)]
 
 
 def test_new_variants_get_distinct_colours():

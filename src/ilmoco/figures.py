@@ -74,7 +74,7 @@ def _chance_line(ax, chance: float | None) -> None:
 
 
 def _in_order(values, order: list[str]) -> list[str]:
-    present = set(values)
+    present, order = set(values), list(dict.fromkeys(order))  # each method drawn once
     return [m for m in order if m in present] + sorted(present - set(order))
 
 
@@ -113,7 +113,8 @@ def layer_probe_dots(layer: pd.DataFrame, title: str, order: list[str], display:
                      ) -> plt.Figure:
     """Linear probe per block, methods side by side (whiskers never overlap), the random-init
     control in black and the fine-tuned supervised model dashed as references."""
-    methods = _in_order(layer["method"], order + [SUPERVISED, RANDOM_INIT])
+    refs = [SUPERVISED, RANDOM_INIT]  # the two references last, after the SSL encoders
+    methods = _in_order(layer["method"], [m for m in order if m not in refs] + refs)
     colors = method_colors(order)
     fig, ax = plt.subplots(figsize=(4.6, 3.4), layout="constrained")
     width = 0.7 / max(1, len(methods))
@@ -231,10 +232,17 @@ def pretrain_curves(curves: dict, title: str, order: list[str], display: dict, o
                 ax2.plot(train["step"], train[t], color=color, lw=1.0,
                          label=t.replace("_", " "))
             ax2.set_ylabel("intermediate terms", fontsize=8)
-            ax2.legend(frameon=False, fontsize=8, loc="upper center")
         ax.set_xlabel("training step")
         ax.set_title(display.get(m, m), color=colors[m])
-        ax.legend(frameon=False, fontsize=8, loc="upper right")
+        # one legend for both axes (two would be drawn over each other), on the twin
+        # axis so that its curves do not cover it
+        handles, labels = ax.get_legend_handles_labels()
+        if terms:
+            h2, l2 = ax2.get_legend_handles_labels()
+            ax2.legend(handles + h2, labels + l2, fontsize=7, ncol=2, loc="upper right",
+                       framealpha=0.85, edgecolor="none")
+        else:
+            ax.legend(frameon=False, fontsize=8, loc="upper right")
         if has_knn:
             kcol = next((c for c in df.columns if c.startswith("knn_")), None)
             kax = axes[1][j]

@@ -3,8 +3,9 @@
 The real data cannot be downloaded here, so the default DAG runs on these. They go through
 the same readers as the real data. Each class is a local visible structure (blobs, bands,
 dots, lines) that survives crops, flips, rotation and colour jitter; patients carry nuisance
-variation (anatomy, stain, pigmentation, exposure) shared by their images, so that
-self-supervised pretraining has something to learn and 1 % labels is genuinely hard.
+variation (anatomy, stain, exposure) shared by their images, so that 1 % labels is
+genuinely hard; in the fundus images it is kept small (see ``LESION_SCALE``), because a
+per-patient colour is what MoCo learned instead of the lesions.
 Everything is a deterministic function of ``seed``.
 """
 
