@@ -86,6 +86,5 @@ def test_several_steps_match_in_fp64(data, tmp_path, method, monkeypatch):
         if wa[k].is_floating_point():
             assert wa[k].dtype == torch.float64
             # fp64 still sums in another order (two half-batch gradients all-reduced): over
-            # several steps that grows to 2e-8 relative on an Intel Xeon (measured), still
-            # orders of magnitude below fp32 rounding (~1e-7 per operation)
-            torch.testing.assert_close(wa[k], wb[k], rtol=1e-6, atol=1e-9)
+            # several steps that grows to 2e-8 relative on an Intel Xeon (measured); 5x that
+            torch.testing.assert_close(wa[k], wb[k], rtol=1e-7, atol=1e-10)

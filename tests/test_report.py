@@ -353,6 +353,7 @@ def test_summary_sentences_come_from_the_results():
     assert f"{np.log(257) - 3.2:.2f}-{np.log(257) - 3.2:.2f} nats below chance" in text
     assert "scores 55.0-55.0" in text and "+23.0 to +23.0 points" in text
     assert "control already scores up to 71.0 on d:" in text  # best block below 4, control
+    assert "score +28.0 to +28.0 points from the control" in text  # 0.99 (block 3) - 0.71
     paired = pd.DataFrame([
         {"dataset": "d", "fraction": 1.0, "baseline": "moco", "method": "moco_mse",
          "estimate": 0.03, "ci_low": 0.01, "ci_high": 0.05},

@@ -86,6 +86,9 @@ def test_variants_resolve_to_their_terms():
                                                    "weight": 0}}},
      "variants.z", "weight 0 on every block"),
     ({"probe": {"fraction": 50}}, "probe.fraction", "50 is not one of"),
+    ({"pretrain": {"batch_size": 8, "moco": {"head": "mlp_bn", "bn": "split",
+                                             "bn_splits": 8}}},
+     "pretrain.moco.bn_splits", "leave one image per split"),
 ])
 def test_config_errors_name_the_key(over, where, message):
     with pytest.raises(ConfigError, match=message) as e:

@@ -2,8 +2,8 @@
 
 * **Did self-supervised learning happen?** Per dataset and method: the last training
   InfoNCE against its chance level ln(K + 1), the kNN monitor at the last epoch, and the
-  block-4 linear probe against the random-init control (and that control's best block
-  below 4, which says how much of a task random features already solve).
+  block-4 linear probe against the random-init control, and each encoder's best block
+  against the control's best block (random features can already solve much of a task).
 * **Which method wins?** Per dataset and label fraction, each method's paired difference to
   the baseline (same resampled test patients); a difference counts only where its interval
   excludes zero, everything else is reported as within noise.
@@ -36,10 +36,14 @@ def pretraining_rows(curves: dict, queue_size: int, probes: pd.DataFrame) -> pd.
         ctrl = p[p["method"] == RANDOM_INIT]["estimate"]
         if len(own) and len(ctrl):
             row["probe"], row["random_probe"] = float(own.iloc[0]), float(ctrl.iloc[0])
-        early = probes[(probes["dataset"] == dataset) & (probes["method"] == RANDOM_INIT)
-                       & (probes["block"] != "block4")]
+        mine = probes[(probes["dataset"] == dataset) & (probes["method"] == method)]
+        ctrl_all = probes[(probes["dataset"] == dataset) & (probes["method"] == RANDOM_INIT)]
+        early = ctrl_all[ctrl_all["block"] != "block4"]
         if len(early):
             row["random_early"] = float(early["estimate"].max())
+        if len(mine) and len(ctrl_all):
+            row["best_probe"] = float(mine["estimate"].max())
+            row["random_best"] = float(ctrl_all["estimate"].max())
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -78,8 +82,11 @@ def learning_sentences(rows: pd.DataFrame, display: dict) -> list[str]:
             early = rows.groupby("dataset")["random_early"].first().dropna() * 100
             out.append("Below block 4 the random-init control already scores up to "
                        + ", ".join(f"{v:.1f} on {d}" for d, v in early.items())
-                       + ": where that is high, the labels are readable from random features "
-                       "and only block 4 shows what pretraining added.")
+                       + ": that much of each task is readable from random features.")
+        if "best_probe" in rows and rows["best_probe"].notna().any():
+            best = (rows["best_probe"] - rows["random_best"]).dropna() * 100
+            out.append(f"Best block against best block, the pretrained encoders score "
+                       f"{best.min():+.1f} to {best.max():+.1f} points from the control.")
         weak = rows[gain < 10]
         if len(weak):
             names = ", ".join(f"{display.get(m, m)} on {d}"
