@@ -512,16 +512,17 @@ def check(s: RunSettings) -> None:
         raise ConfigError("probe.fraction", f"{s.probe.fraction:g} is not one of `fractions` "
                           f"{[f'{f:g}' for f in s.fractions]}")
     pre = s.pretrain
+    uses_moco = any(m.base == "moco" for m in s.methods)
     if pre.moco.bn == "split" and pre.batch_size % pre.moco.bn_splits:
         raise ConfigError("pretrain.moco.bn_splits", f"{pre.moco.bn_splits} does not divide "
                           f"pretrain.batch_size {pre.batch_size}")
-    if (any(m.base == "moco" for m in s.methods) and pre.moco.bn == "split"
-            and pre.moco.head == "mlp_bn" and pre.batch_size // pre.moco.bn_splits < 2):
+    if (uses_moco and pre.moco.bn == "split" and pre.moco.head == "mlp_bn"
+            and pre.batch_size // pre.moco.bn_splits < 2):
         # BatchNorm1d in the head has no spatial positions: one sample per split cannot train
         raise ConfigError("pretrain.moco.bn_splits", f"{pre.moco.bn_splits} splits of "
                           f"pretrain.batch_size {pre.batch_size} leave one image per split "
                           "for the mlp_bn head's BatchNorm; use fewer splits")
-    if any(m.base == "moco" for m in s.methods) and pre.moco.queue_size < pre.batch_size:
+    if uses_moco and pre.moco.queue_size < pre.batch_size:
         raise ConfigError("pretrain.moco.queue_size", "must be at least pretrain.batch_size")
     if sum(s.split.ratios) <= 0:
         raise ConfigError("split.ratios", "must sum to a positive number")

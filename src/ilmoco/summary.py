@@ -31,19 +31,17 @@ def pretraining_rows(curves: dict, queue_size: int, probes: pd.DataFrame) -> pd.
             row["chance"] = math.log(queue_size + 1)
         if knn and df[knn[0]].notna().any():
             row["knn"] = float(df[knn[0]].dropna().iloc[-1])
-        p = probes[(probes["dataset"] == dataset) & (probes["block"] == "block4")]
-        own = p[p["method"] == method]["estimate"]
-        ctrl = p[p["method"] == RANDOM_INIT]["estimate"]
-        if len(own) and len(ctrl):
-            row["probe"], row["random_probe"] = float(own.iloc[0]), float(ctrl.iloc[0])
-        mine = probes[(probes["dataset"] == dataset) & (probes["method"] == method)]
-        ctrl_all = probes[(probes["dataset"] == dataset) & (probes["method"] == RANDOM_INIT)]
-        early = ctrl_all[ctrl_all["block"] != "block4"]
+        here = probes[probes["dataset"] == dataset]
+        mine, ctrl = here[here["method"] == method], here[here["method"] == RANDOM_INIT]
+        own4, ctrl4 = (f.loc[f["block"] == "block4", "estimate"] for f in (mine, ctrl))
+        if len(own4) and len(ctrl4):
+            row["probe"], row["random_probe"] = float(own4.iloc[0]), float(ctrl4.iloc[0])
+        early = ctrl.loc[ctrl["block"] != "block4", "estimate"]
         if len(early):
-            row["random_early"] = float(early["estimate"].max())
-        if len(mine) and len(ctrl_all):
+            row["random_early"] = float(early.max())
+        if len(mine) and len(ctrl):
             row["best_probe"] = float(mine["estimate"].max())
-            row["random_best"] = float(ctrl_all["estimate"].max())
+            row["random_best"] = float(ctrl["estimate"].max())
         rows.append(row)
     return pd.DataFrame(rows)
 
