@@ -1,11 +1,17 @@
 """Synthetic stand-ins for the three datasets, written in exactly their real on-disk layouts.
 
 The real data cannot be downloaded here, so the default DAG runs on these. They go through
-the same readers as the real data. Each class is a local visible structure (blobs, bands,
-dots, lines) that survives crops, flips, rotation and colour jitter; patients carry nuisance
-variation (anatomy, stain, exposure) shared by their images, so that 1 % labels is
-genuinely hard; in the fundus images it is kept small (see ``LESION_SCALE``), because a
-per-patient colour is what MoCo learned instead of the lesions.
+the same readers as the real data. Every label is a *relation between two distant parts*
+of the image: the opacities of the two lungs differ, the nests of nuclei in the top and
+bottom half of a patch are of different kinds, the lesion clusters above and below the
+fundus' horizontal axis are of different kinds. Each part taken alone is drawn the same way
+in both classes, so the pooled local features of a randomly initialised ResNet (at 32 px
+its zero-initialised residual branches leave each block a pointwise function of ~11 px
+windows) cannot separate the classes linearly, while features that relate the parts, as
+instance discrimination learns them, can. The parts keep each dataset's look (opacities,
+nuclei, haemorrhages and exudates); patients carry small nuisance variation (anatomy,
+stain, exposure) shared by their images. This departs from the real data on purpose: it
+makes the demo a test of whether self-supervised learning happened.
 Everything is a deterministic function of ``seed``.
 """
 
@@ -20,18 +26,24 @@ from scipy.ndimage import gaussian_filter
 
 from ilmoco.datasets.formats import NIH_LABELS
 
-# Real NIH ChestX-ray14 label prevalences (fraction of images).
-NIH_PREVALENCE = dict(zip(NIH_LABELS, [
-    0.103, 0.025, 0.119, 0.177, 0.052, 0.056, 0.013, 0.047, 0.042, 0.021, 0.022, 0.015,
-    0.030, 0.002,
-]))  # fmt: skip
+# Chest findings are asymmetries between the lungs. Each lung has an opacity in its upper,
+# middle and lower zone independently with probability 1/2; zone i differs between the
+# lungs with probability ASYMMETRY_P[i] (more often in "sick" patients). Each NIH label
+# names one pattern of asymmetries: (zones that differ, zones that do not).
+ASYMMETRY_P = np.array([0.35, 0.3, 0.25])
+NIH_FINDING_OF = dict(zip(
+    ["Infiltration", "Effusion", "Atelectasis", "Pleural_Thickening", "Cardiomegaly", "Edema",
+     "Emphysema", "Fibrosis", "Pneumonia", "Nodule", "Mass", "Pneumothorax", "Hernia",
+     "Consolidation"],
+    [((0,), ()), ((1,), ()), ((2,), ()), ((0,), (1,)), ((0,), (2,)), ((1,), (2,)),
+     ((1,), (0,)), ((2,), (0,)), ((2,), (1,)), ((0, 1), ()), ((0, 2), ()), ((1, 2), ()),
+     ((0, 1), (2,)), ((0, 1, 2), ())]))
 # EyePACS grade distribution (grades 0..4): ~20 % referable (grade >= 2).
 DR_LEVEL_P = np.array([0.72, 0.08, 0.14, 0.03, 0.03])
 # Fundus lesions (and pigment spots) are drawn 1.4x the anatomy's scale, so that at 32 px
-# they are about a pixel, and patients differ little in colour and exposure. With a retina
-# colour that varied by patient (std 0.07, exposure 0.7-1.15), MoCo's instance
-# discrimination learned the patient's colour instead of the lesions: block-4 probe 55 at
-# either lesion scale; with the colour fixed, 60 at scale 1.0 and 90 at 1.4 (measured).
+# they are about a pixel, and patients differ little in colour and exposure: with a retina
+# colour that varied by patient, MoCo's instance discrimination learned the patient's colour
+# instead of the lesions (measured).
 LESION_SCALE = 1.4
 
 
@@ -76,72 +88,25 @@ def _to_u8(x) -> np.ndarray:
 
 # ---------------------------------------------------------------- NIH ChestX-ray14
 
-def _chest_image(rng, patient, labels: set, size: int) -> np.ndarray:
+def _chest_image(rng, patient, asym: np.ndarray, size: int) -> np.ndarray:
     yy, xx = _grid(size, size)
     s = size / 64.0
     c = size / 2 + patient["shift"] * s
     sc = patient["scale"]
     img = np.full((size, size), patient["bg"], np.float32)
     img += 0.35 * _ellipse(yy, xx, 34 * s, c[1], 30 * s * sc, 26 * s * sc)  # body
-    lung_dark = 0.28 * (1.35 if "Emphysema" in labels else 1.0)
-    lung_r = (15 if "Emphysema" in labels else 13) * s * sc
-    lungs = []
-    for side in (-1, 1):
+    left = rng.random(len(asym)) < 0.5
+    for side, has in ((-1, left), (1, left ^ asym)):  # the right lung differs where asym
         lx = c[1] + side * 11 * s * sc
-        lung = _ellipse(yy, xx, 31 * s, lx, 17 * s * sc, lung_r * 0.62)
-        img -= lung_dark * lung
-        lungs.append((lx, lung))
-    heart_r = (11 if "Cardiomegaly" in labels else 7) * s * sc
-    img += 0.22 * _ellipse(yy, xx, 40 * s, c[1] + 3 * s, heart_r * 0.8, heart_r)
+        lung = _ellipse(yy, xx, 31 * s, lx, 17 * s * sc, 13 * s * sc * 0.62)
+        img -= 0.28 * lung
+        ox = lx + side * 4.5 * s  # lateral, far from the other lung and the heart
+        for zone in np.flatnonzero(has):
+            img += 0.35 * _disk(yy, xx, (18 + 8 * zone + rng.uniform(-1, 1)) * s,
+                                ox + rng.uniform(-1, 1) * s, 3.2 * s)
+    img += 0.22 * _ellipse(yy, xx, 40 * s, c[1] + 3 * s, 5.6 * s, 7 * s)  # heart
     img += 0.15 * _ellipse(yy, xx, 30 * s, c[1], 22 * s, 3 * s)  # spine / mediastinum
-
-    def pick_lung():
-        return lungs[int(rng.integers(2))]
-
-    for name in (n for n in NIH_LABELS if n in labels):  # fixed order: draws are seeded
-        lx, lung = pick_lung()
-        if name == "Atelectasis":
-            y = (36 + rng.uniform(-3, 4)) * s
-            img += 0.3 * _segment(yy, xx, (y, lx - 6 * s), (y + rng.uniform(-2, 2) * s,
-                                                             lx + 6 * s), 2.2 * s) * lung
-        elif name == "Effusion":
-            img += 0.3 * np.clip((yy - (40 + rng.uniform(-2, 2)) * s) / (2 * s), 0, 1) * lung
-        elif name == "Infiltration":
-            blot = _smooth_noise(rng, size, size, 2.5 * s) > 0.8
-            img += 0.22 * gaussian_filter(blot.astype(np.float32), s) * lung
-        elif name == "Mass":
-            img += 0.35 * _disk(yy, xx, (28 + rng.uniform(-6, 6)) * s, lx + rng.uniform(-3, 3) * s,
-                                rng.uniform(4, 6) * s)
-        elif name == "Nodule":
-            for _ in range(int(rng.integers(2, 4))):
-                img += 0.4 * _disk(yy, xx, (31 + rng.uniform(-10, 10)) * s,
-                                   lx + rng.uniform(-5, 5) * s, rng.uniform(1.4, 2.2) * s)
-        elif name == "Pneumonia":
-            img += 0.3 * _gauss(yy, xx, (33 + rng.uniform(-5, 5)) * s, lx, 5 * s) * lung
-        elif name == "Pneumothorax":
-            y0 = 18 * s
-            img -= 0.25 * _ellipse(yy, xx, y0 + 4 * s, lx, 6 * s, 6 * s) * lung
-            img += 0.3 * _segment(yy, xx, (y0 + 10 * s, lx - 6 * s), (y0 + 10 * s, lx + 6 * s),
-                                  1.2 * s)
-        elif name == "Consolidation":
-            img += 0.32 * (yy > (30 + rng.uniform(-3, 3)) * s) * lung
-        elif name == "Edema":
-            for side in (-1, 1):
-                img += 0.22 * _gauss(yy, xx, 30 * s, c[1] + side * 7 * s, 4 * s)
-        elif name == "Fibrosis":
-            for _ in range(4):
-                p0 = (rng.uniform(18, 44) * s, lx + rng.uniform(-6, 6) * s)
-                p1 = (p0[0] + rng.uniform(-8, 8) * s, p0[1] + rng.uniform(-8, 8) * s)
-                img += 0.22 * _segment(yy, xx, p0, p1, 1.0 * s) * lung
-        elif name == "Pleural_Thickening":
-            side = np.sign(lx - c[1])
-            edge = _ellipse(yy, xx, 31 * s, lx, 17 * s * sc, lung_r * 0.62) - _ellipse(
-                yy, xx, 31 * s, lx - side * 1.8 * s, 16 * s * sc, lung_r * 0.62 - 1.5 * s)
-            img += 0.45 * np.clip(edge, 0, 1)
-        elif name == "Hernia":
-            img += 0.3 * _disk(yy, xx, 47 * s, c[1] + rng.uniform(-3, 3) * s, 4.5 * s)
-            img -= 0.2 * _disk(yy, xx, 45.5 * s, c[1], 2.5 * s)
-    img += _smooth_noise(rng, size, size, 3 * s) * 0.08 * patient["texture"]
+    img += _smooth_noise(rng, size, size, 3 * s) * 0.05 * patient["texture"]
     img = (img - 0.5) * patient["contrast"] + 0.5 + rng.normal(0, 0.03, img.shape)
     return _to_u8(np.clip(img, 0, 1) ** patient["gamma"])
 
@@ -157,19 +122,20 @@ def generate_nih(root, n_patients: int = 300, seed: int = 0, size: int = 64,
         rng = rngs[p]
         pid = p + 1
         patient = dict(
-            bg=rng.uniform(0.05, 0.2), shift=rng.uniform(-3, 3, 2), scale=rng.uniform(0.88, 1.1),
-            contrast=rng.uniform(0.75, 1.3), gamma=rng.uniform(0.8, 1.25),
-            texture=rng.uniform(0.5, 1.5), sick=rng.gamma(1.0, 1.0),
+            bg=rng.uniform(0.08, 0.16), shift=rng.uniform(-2, 2, 2), scale=rng.uniform(0.93, 1.05),
+            contrast=rng.uniform(0.9, 1.1), gamma=rng.uniform(0.93, 1.07),
+            texture=rng.uniform(0.5, 1.5), sick=rng.gamma(4.0, 0.25),
         )
         n_img = int(min(1 + rng.geometric(0.45) - 1, 6))
         official = "test" if rng.random() < 0.2 else "trainval"
         for fu in range(n_img):
-            labels = {n for n, prev in NIH_PREVALENCE.items()
-                      if rng.random() < min(prev * patient["sick"], 0.9)}
+            asym = rng.random(len(ASYMMETRY_P)) < np.minimum(ASYMMETRY_P * patient["sick"], 0.9)
+            labels = {n for n, (on, off) in NIH_FINDING_OF.items()
+                      if asym[list(on)].all() and not asym[list(off)].any()}
             name = f"{pid:08d}_{fu:03d}.png"
             folder = root / f"images_{k // 400 + 1:03d}" / "images"
             folder.mkdir(parents=True, exist_ok=True)
-            arr = _chest_image(rng, patient, labels, size)
+            arr = _chest_image(rng, patient, asym, size)
             im = Image.fromarray(arr, "L")
             if rgba_every and k % rgba_every == rgba_every - 1:
                 im = im.convert("RGBA")  # some real NIH PNGs are RGBA
@@ -194,26 +160,24 @@ def _patch(rng, stain, positive: bool, h: int, w: int) -> np.ndarray:
     pink = np.array(stain["stroma"], np.float32)
     purple = np.array(stain["nuclei"], np.float32)
     fibres = _smooth_noise(rng, 50, 50, 2.0)
-    img = pink[None, None] * (1 + 0.15 * fibres[..., None])
-    n = int(rng.integers(10, 20)) if positive else int(rng.integers(4, 13))
-    nuc = np.zeros((50, 50), np.float32)
-    if positive:  # dense irregular clusters of large nuclei
-        centres = rng.uniform(8, 42, (2, 2))
-        for _ in range(n):
-            cy, cx = centres[int(rng.integers(2))] + rng.normal(0, 6, 2)
-            nuc = np.maximum(nuc, _ellipse(yy, xx, cy, cx, rng.uniform(2.0, 3.4),
-                                           rng.uniform(1.8, 3.4), soft=0.8))
-    else:  # small round nuclei, sometimes loosely clustered (inflammation), white lumens
-        centre = rng.uniform(10, 40, 2)
-        clustered = rng.random() < 0.3
-        for _ in range(n):
-            cy, cx = centre + rng.normal(0, 8, 2) if clustered else rng.uniform(3, 47, 2)
-            nuc = np.maximum(nuc, _disk(yy, xx, cy, cx, rng.uniform(1.4, 2.4), soft=0.8))
-        for _ in range(int(rng.integers(0, 2))):
-            cy, cx = rng.uniform(8, 42, 2)
-            img = img * (1 - 0.6 * _disk(yy, xx, cy, cx, rng.uniform(4, 7))[..., None]) + \
-                0.6 * _disk(yy, xx, cy, cx, rng.uniform(4, 7))[..., None]
-    img = img * (1 - nuc[..., None]) + purple[None, None] * nuc[..., None]
+    img = pink[None, None] * (1 + 0.04 * fibres[..., None])
+    # A nest of nuclei in the top and one in the bottom half, each of large dark irregular
+    # or of small pale round nuclei; IDC <=> the two nests differ. Each kind is equally
+    # likely in each half in either class, so only the relation between the halves tells it.
+    first = int(rng.integers(2))
+    for cy0, kind in zip((12.0, 38.0), (first, first ^ int(positive))):
+        cx0 = rng.uniform(12, 38)
+        nuc = np.zeros((50, 50), np.float32)
+        for _ in range(int(rng.integers(4, 7))):
+            cy, cx = cy0 + rng.normal(0, 3), cx0 + rng.normal(0, 5)
+            if kind:
+                shape = _ellipse(yy, xx, cy, cx, rng.uniform(2.6, 3.6), rng.uniform(2.2, 3.6),
+                                 soft=0.8)
+            else:
+                shape = _disk(yy, xx, cy, cx, rng.uniform(1.4, 2.0), soft=0.8)
+            nuc = np.maximum(nuc, shape)
+        colour = purple * 0.75 if kind else 0.25 * purple + 0.75 * np.float32([1.0, 0.97, 1.0])
+        img = img * (1 - nuc[..., None]) + colour[None, None] * nuc[..., None]
     img = img * stain["intensity"] + rng.normal(0, 0.025, img.shape)
     return _to_u8(img[:h, :w])
 
@@ -272,32 +236,26 @@ def _fundus(rng, patient, eye: str, level: int) -> np.ndarray:
         p1 = (cy + np.sin(ang) * 0.8 * r, od_x - np.cos(ang) * 0.9 * r)
         img -= np.array([0.1, 0.18, 0.1]) * _segment(yy, xx, (cy, od_x), p1, 1.6 * s)[..., None]
     s = s * LESION_SCALE
-    n_ma = [int(rng.integers(0, 2)), int(rng.integers(2, 5)), 3, 5, 6][level]
-    n_hem = [0, 0, int(rng.integers(1, 3)), int(rng.integers(3, 6)), int(rng.integers(5, 8))][level]
-    n_ex = [0, 0, int(rng.integers(0, 3)), int(rng.integers(2, 5)), int(rng.integers(4, 7))][level]
     for _ in range(int(rng.integers(0, 4))):  # pigment spots: dark, in any eye
         a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.9) * r
         img -= np.array([0.15, 0.12, 0.06]) * _disk(yy, xx, cy + np.sin(a) * d,
                                                      cx + np.cos(a) * d, rng.uniform(1.5, 3) * s)[
             ..., None]
-    for _ in range(n_ma):
-        a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.8) * r
-        img -= np.array([0.2, 0.25, 0.1]) * _disk(yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d,
-                                                   1.3 * s)[..., None]
-    for _ in range(n_hem):  # dark red blots
-        a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.8) * r
-        img -= np.array([0.3, 0.35, 0.15]) * _ellipse(
-            yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d, rng.uniform(2.5, 4.5) * s,
-            rng.uniform(2.5, 4.5) * s)[..., None]
-    for _ in range(n_ex):  # yellow exudates
-        a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0.1, 0.7) * r
-        img += np.array([0.35, 0.35, 0.0]) * _disk(yy, xx, cy + np.sin(a) * d, cx + np.cos(a) * d,
-                                                    rng.uniform(2, 3.2) * s)[..., None]
-    if level == 4:  # neovascular tangle
-        for _ in range(6):
-            p0 = (cy + rng.uniform(-0.5, 0.5) * r, cx + rng.uniform(-0.5, 0.5) * r)
-            p1 = (p0[0] + rng.uniform(-8, 8) * s, p0[1] + rng.uniform(-8, 8) * s)
-            img -= np.array([0.15, 0.2, 0.1]) * _segment(yy, xx, p0, p1, 1.0 * s)[..., None]
+    # One lesion cluster above and one below the disc-fovea axis, each red (haemorrhages) or
+    # yellow (exudates); referable <=> the two differ. Each kind is equally likely at each
+    # site in either class, so only the relation between the two sites tells the grade.
+    first = int(rng.integers(2))
+    kinds = (first, first ^ int(level >= 2))
+    for side, kind in zip((-1, 1), kinds):
+        ky, kx = cy + side * 0.62 * r, cx + rng.uniform(-0.25, 0.25) * r
+        for _ in range(int(rng.integers(3, 6))):
+            ly, lx = ky + rng.normal(0, 0.1) * r, kx + rng.normal(0, 0.14) * r
+            if kind:
+                img += np.array([0.35, 0.35, 0.0]) * _disk(yy, xx, ly, lx,
+                                                            rng.uniform(2.5, 4.0) * s)[..., None]
+            else:
+                img -= np.array([0.3, 0.35, 0.15]) * _disk(yy, xx, ly, lx,
+                                                            rng.uniform(2.5, 4.0) * s)[..., None]
     img = img * patient["exposure"] * rng.uniform(0.9, 1.1) + rng.normal(0, 0.02, img.shape)
     img = img * (rad <= 1.0)[..., None]  # black outside the fundus
     return _to_u8(img)
