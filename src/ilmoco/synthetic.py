@@ -2,9 +2,10 @@
 
 The real data cannot be downloaded here, so the default DAG runs on these. They go through
 the same readers as the real data. Every label is a *relation between two distant parts*
-of the image: the opacities of the two lungs differ, the nests of nuclei in the top and
-bottom half of a patch are of different kinds, the lesion clusters above and below the
-fundus' horizontal axis are of different kinds. Each part taken alone is drawn the same way
+of the image: the opacities of the two lungs' upper zones (or of one lung's upper and lower
+zone) differ, the nests of nuclei in the top and bottom half of a patch are of different
+kinds, the lesion clusters above and below the fundus' horizontal axis are of different
+kinds. Each part taken alone is drawn the same way
 in both classes, so the pooled local features of a randomly initialised ResNet (at 32 px
 its zero-initialised residual branches leave each block a pointwise function of ~11 px
 windows) cannot separate the classes linearly, while features that relate the parts, as
@@ -26,10 +27,14 @@ from scipy.ndimage import gaussian_filter
 
 from ilmoco.datasets.formats import NIH_LABELS
 
-# Chest findings are asymmetries between the lungs. Each lung has an opacity in its upper,
-# middle and lower zone independently with probability 1/2; zone i differs between the
-# lungs with probability ASYMMETRY_P[i] (more often in "sick" patients). Each NIH label
-# names one pattern of asymmetries: (zones that differ, zones that do not).
+# Chest findings are asymmetries. Each lung may have an opacity in its upper and in its
+# lower zone; asymmetry i (drawn with probability ASYMMETRY_P[i], more often in "sick"
+# patients) is a difference between the two upper zones (0), or between the upper and lower
+# zone of the left (1) or the right lung (2); the left upper zone is an opacity with
+# probability 1/2 whatever they are, so each zone alone says nothing. Each NIH label names
+# one pattern of asymmetries: (asymmetries present, asymmetries absent). Differences across
+# the lower zones went unlearned by MoCo within the demo's budget when they were the only
+# relations (block-4 probe at the control's level; measured), hence the vertical ones.
 ASYMMETRY_P = np.array([0.35, 0.3, 0.25])
 NIH_FINDING_OF = dict(zip(
     ["Infiltration", "Effusion", "Atelectasis", "Pleural_Thickening", "Cardiomegaly", "Edema",
@@ -95,15 +100,20 @@ def _chest_image(rng, patient, asym: np.ndarray, size: int) -> np.ndarray:
     sc = patient["scale"]
     img = np.full((size, size), patient["bg"], np.float32)
     img += 0.35 * _ellipse(yy, xx, 34 * s, c[1], 30 * s * sc, 26 * s * sc)  # body
-    left = rng.random(len(asym)) < 0.5
-    for side, has in ((-1, left), (1, left ^ asym)):  # the right lung differs where asym
+    # Opacities at four sites: upper and lower zone of each lung. asym[0] relates the two
+    # upper zones, asym[1] the left lung's upper and lower zone, asym[2] the right lung's.
+    ul = rng.random() < 0.5
+    ur = ul ^ asym[0]
+    present = {(-1, 0): ul, (1, 0): ur, (-1, 1): ul ^ asym[1], (1, 1): ur ^ asym[2]}
+    for side in (-1, 1):
         lx = c[1] + side * 11 * s * sc
         lung = _ellipse(yy, xx, 31 * s, lx, 17 * s * sc, 13 * s * sc * 0.62)
         img -= 0.28 * lung
         ox = lx + side * 4.5 * s  # lateral, far from the other lung and the heart
-        for zone in np.flatnonzero(has):
-            img += 0.35 * _disk(yy, xx, (18 + 8 * zone + rng.uniform(-1, 1)) * s,
-                                ox + rng.uniform(-1, 1) * s, 3.2 * s)
+        for zone, zy in ((0, 18), (1, 42)):
+            if present[side, zone]:
+                img += 0.35 * _disk(yy, xx, (zy + rng.uniform(-1, 1)) * s,
+                                    ox + rng.uniform(-1, 1) * s, 3.2 * s)
     img += 0.22 * _ellipse(yy, xx, 40 * s, c[1] + 3 * s, 5.6 * s, 7 * s)  # heart
     img += 0.15 * _ellipse(yy, xx, 30 * s, c[1], 22 * s, 3 * s)  # spine / mediastinum
     img += _smooth_noise(rng, size, size, 3 * s) * 0.05 * patient["texture"]
