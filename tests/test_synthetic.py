@@ -70,7 +70,7 @@ def test_labels_are_relations_not_local_content(tmp_path, fmt, n, label, bands):
     generate(fmt, tmp_path, n_patients=n, seed=4)
     df, _ = read_manifest(fmt, tmp_path)
     df = df.sample(min(len(df), 400), random_state=0)
-    a, b = np.array([_bands(p, *bands) for p in df["path"]]).T
+    a, b = np.array([_bands(tmp_path / p, *bands) for p in df["path"]]).T
     y = df[label].to_numpy()
     assert abs(roc_auc_score(y, a) - 0.5) < 0.1 and abs(roc_auc_score(y, b) - 0.5) < 0.1
     assert roc_auc_score(y, np.abs(a - b)) > 0.75
@@ -80,8 +80,9 @@ def test_chest_findings_are_asymmetries(tmp_path):
     generate("nih_cxr14", tmp_path, n_patients=250, seed=4)
     df, _ = read_manifest("nih_cxr14", tmp_path)
     # The upper-zone opacities of the two lungs (Infiltration: the upper zones differ).
-    left = np.array([_bands(p, (0.22, 0.34), (0.22, 0.34), (0.18, 0.34))[0] for p in df["path"]])
-    right = np.array([_bands(p, (0.22, 0.34), (0.22, 0.34), (0.66, 0.82))[0] for p in df["path"]])
+    upper = (0.22, 0.34)
+    left = np.array([_bands(tmp_path / p, upper, upper, (0.18, 0.34))[0] for p in df["path"]])
+    right = np.array([_bands(tmp_path / p, upper, upper, (0.66, 0.82))[0] for p in df["path"]])
     y = df["Infiltration"].to_numpy()
     assert abs(roc_auc_score(y, left) - 0.5) < 0.1 and abs(roc_auc_score(y, right) - 0.5) < 0.1
     assert roc_auc_score(y, np.abs(left - right)) > 0.75
