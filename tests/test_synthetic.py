@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
+from ilmoco.datasets.formats import NIH_LABELS
 from ilmoco.datasets.readers import read_manifest
-from ilmoco.synthetic import generate
+from ilmoco.synthetic import NIH_FINDING_OF, generate
 
 SCRIPT = """
 import hashlib, pathlib, sys
@@ -76,13 +77,30 @@ def test_labels_are_relations_not_local_content(tmp_path, fmt, n, label, bands):
     assert roc_auc_score(y, np.abs(a - b)) > 0.75
 
 
-def test_chest_findings_are_asymmetries(tmp_path):
+@pytest.mark.parametrize("finding,zone_a,zone_b", [
+    ("Infiltration", "left upper", "right upper"),
+    ("Effusion", "left upper", "left lower"),
+    ("Atelectasis", "right upper", "right lower"),
+])
+def test_chest_findings_are_asymmetries(tmp_path, finding, zone_a, zone_b):
     generate("nih_cxr14", tmp_path, n_patients=250, seed=4)
     df, _ = read_manifest("nih_cxr14", tmp_path)
-    # The upper-zone opacities of the two lungs (Infiltration: the upper zones differ).
-    upper = (0.22, 0.34)
-    left = np.array([_bands(tmp_path / p, upper, upper, (0.18, 0.34))[0] for p in df["path"]])
-    right = np.array([_bands(tmp_path / p, upper, upper, (0.66, 0.82))[0] for p in df["path"]])
-    y = df["Infiltration"].to_numpy()
-    assert abs(roc_auc_score(y, left) - 0.5) < 0.1 and abs(roc_auc_score(y, right) - 0.5) < 0.1
-    assert roc_auc_score(y, np.abs(left - right)) > 0.75
+    zones = {"upper": (0.22, 0.34), "lower": (0.6, 0.72), "left": (0.18, 0.34),
+             "right": (0.68, 0.82)}
+
+    def zone(path, name):
+        side, height = name.split()
+        return _bands(tmp_path / path, zones[height], zones[height], zones[side])[0]
+
+    a = np.array([zone(p, zone_a) for p in df["path"]])
+    b = np.array([zone(p, zone_b) for p in df["path"]])
+    y = df[finding].to_numpy()
+    assert abs(roc_auc_score(y, a) - 0.5) < 0.1 and abs(roc_auc_score(y, b) - 0.5) < 0.1
+    assert roc_auc_score(y, np.abs(a - b)) > 0.75
+
+
+def test_every_nih_label_is_a_pattern_of_asymmetries(tmp_path):
+    assert set(NIH_FINDING_OF) == set(NIH_LABELS)
+    generate("nih_cxr14", tmp_path, n_patients=150, seed=4)
+    df, meta = read_manifest("nih_cxr14", tmp_path)
+    assert (df[meta.label_columns].mean() > 0).all()

@@ -1,18 +1,18 @@
 """Synthetic stand-ins for the three datasets, written in exactly their real on-disk layouts.
 
 The real data cannot be downloaded here, so the default DAG runs on these. They go through
-the same readers as the real data. Every label is a *relation between two distant parts*
-of the image: the opacities of the two lungs' upper zones (or of one lung's upper and lower
+the same readers as the real data. Every label is a *relation between two distant parts* of
+the image: the opacities of the two lungs' upper zones (or of one lung's upper and lower
 zone) differ, the nests of nuclei in the top and bottom half of a patch are of different
 kinds, the lesion clusters above and below the fundus' horizontal axis are of different
-kinds. Each part taken alone is drawn the same way
-in both classes, so the pooled local features of a randomly initialised ResNet (at 32 px
-its zero-initialised residual branches leave each block a pointwise function of ~11 px
-windows) cannot separate the classes linearly, while features that relate the parts, as
-instance discrimination learns them, can. The parts keep each dataset's look (opacities,
-nuclei, haemorrhages and exudates); patients carry small nuisance variation (anatomy,
-stain, exposure) shared by their images. This departs from the real data on purpose: it
-makes the demo a test of whether self-supervised learning happened.
+kinds. Each part taken alone is drawn the same way in both classes, so the pooled local
+features of a randomly initialised ResNet (at 32 px its zero-initialised residual branches
+leave each block a pointwise function of ~11 px windows) separate the classes linearly only
+where two parts fall into one window, while features that relate the parts, as instance
+discrimination learns them, can. The parts keep each dataset's look (opacities, nuclei,
+haemorrhages and exudates); patients carry small nuisance variation (anatomy, stain,
+exposure) shared by their images. This departs from the real data on purpose: it makes the
+demo a test of whether self-supervised learning happened.
 Everything is a deterministic function of ``seed``.
 """
 
@@ -35,6 +35,7 @@ from ilmoco.datasets.formats import NIH_LABELS
 # one pattern of asymmetries: (asymmetries present, asymmetries absent). Differences across
 # the lower zones went unlearned by MoCo within the demo's budget when they were the only
 # relations (block-4 probe at the control's level; measured), hence the vertical ones.
+# A horizontal flip would swap asymmetries 1 and 2 (the chest augmentation has none).
 ASYMMETRY_P = np.array([0.35, 0.3, 0.25])
 NIH_FINDING_OF = dict(zip(
     ["Infiltration", "Effusion", "Atelectasis", "Pleural_Thickening", "Cardiomegaly", "Edema",
@@ -45,8 +46,8 @@ NIH_FINDING_OF = dict(zip(
      ((0, 1), (2,)), ((0, 1, 2), ())]))
 # EyePACS grade distribution (grades 0..4): ~20 % referable (grade >= 2).
 DR_LEVEL_P = np.array([0.72, 0.08, 0.14, 0.03, 0.03])
-# Fundus lesions (and pigment spots) are drawn 1.4x the anatomy's scale, so that at 32 px
-# they are about a pixel, and patients differ little in colour and exposure: with a retina
+# Fundus lesions (and pigment spots) are drawn 1.4x the anatomy's scale, so that they stay
+# visible at 32 px, and patients differ little in colour and exposure: with a retina
 # colour that varied by patient, MoCo's instance discrimination learned the patient's colour
 # instead of the lesions (measured).
 LESION_SCALE = 1.4
