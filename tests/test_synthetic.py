@@ -50,13 +50,18 @@ def test_layouts_and_prevalences(tmp_path):
     assert 0.12 < df["referable"].mean() < 0.3 and (df.groupby("patient_id").size() == 2).all()
 
 
-def _bands(path, rows_a, rows_b, cols=(0.0, 1.0)):
-    """Mean intensity of two horizontal bands (fractions of the image height) of one image."""
+def _band(path, rows, cols=(0.0, 1.0)) -> float:
+    """Mean intensity of one rectangle (fractions of the image's height and width)."""
     x = np.asarray(Image.open(path).convert("L"), np.float32)
     h, w = x.shape
-    c = slice(int(cols[0] * w), int(cols[1] * w))
-    return (x[int(rows_a[0] * h):int(rows_a[1] * h), c].mean(),
-            x[int(rows_b[0] * h):int(rows_b[1] * h), c].mean())
+    return float(x[int(rows[0] * h):int(rows[1] * h), int(cols[0] * w):int(cols[1] * w)].mean())
+
+
+def _assert_relation(y, a, b):
+    """Each part alone says nothing about the label (AUC near 0.5); how the two parts differ
+    says a lot. This is what keeps a random network's pooled local features at chance."""
+    assert abs(roc_auc_score(y, a) - 0.5) < 0.1 and abs(roc_auc_score(y, b) - 0.5) < 0.1
+    assert roc_auc_score(y, np.abs(a - b)) > 0.75
 
 
 @pytest.mark.parametrize("fmt,n,label,bands", [
@@ -66,15 +71,22 @@ def _bands(path, rows_a, rows_b, cols=(0.0, 1.0)):
     ("eyepacs_dr", 150, "referable", ((0.12, 0.32), (0.68, 0.88))),
 ])
 def test_labels_are_relations_not_local_content(tmp_path, fmt, n, label, bands):
-    """Each part alone says nothing about the label (AUC near 0.5); how the two parts differ
-    says a lot. This is what keeps a random network's pooled local features at chance."""
     generate(fmt, tmp_path, n_patients=n, seed=4)
     df, _ = read_manifest(fmt, tmp_path)
     df = df.sample(min(len(df), 400), random_state=0)
-    a, b = np.array([_bands(tmp_path / p, *bands) for p in df["path"]]).T
-    y = df[label].to_numpy()
-    assert abs(roc_auc_score(y, a) - 0.5) < 0.1 and abs(roc_auc_score(y, b) - 0.5) < 0.1
-    assert roc_auc_score(y, np.abs(a - b)) > 0.75
+    a, b = (np.array([_band(tmp_path / p, rows) for p in df["path"]]) for rows in bands)
+    _assert_relation(df[label].to_numpy(), a, b)
+
+
+@pytest.fixture(scope="module")
+def nih(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nih")
+    generate("nih_cxr14", root, n_patients=250, seed=4)
+    return root, *read_manifest("nih_cxr14", root)
+
+
+ZONES = {"upper": (0.22, 0.34), "lower": (0.6, 0.72), "left": (0.18, 0.34),
+         "right": (0.68, 0.82)}
 
 
 @pytest.mark.parametrize("finding,zone_a,zone_b", [
@@ -82,25 +94,17 @@ def test_labels_are_relations_not_local_content(tmp_path, fmt, n, label, bands):
     ("Effusion", "left upper", "left lower"),
     ("Atelectasis", "right upper", "right lower"),
 ])
-def test_chest_findings_are_asymmetries(tmp_path, finding, zone_a, zone_b):
-    generate("nih_cxr14", tmp_path, n_patients=250, seed=4)
-    df, _ = read_manifest("nih_cxr14", tmp_path)
-    zones = {"upper": (0.22, 0.34), "lower": (0.6, 0.72), "left": (0.18, 0.34),
-             "right": (0.68, 0.82)}
+def test_chest_findings_are_asymmetries(nih, finding, zone_a, zone_b):
+    root, df, _ = nih
 
-    def zone(path, name):
+    def zone(name):
         side, height = name.split()
-        return _bands(tmp_path / path, zones[height], zones[height], zones[side])[0]
+        return np.array([_band(root / p, ZONES[height], ZONES[side]) for p in df["path"]])
 
-    a = np.array([zone(p, zone_a) for p in df["path"]])
-    b = np.array([zone(p, zone_b) for p in df["path"]])
-    y = df[finding].to_numpy()
-    assert abs(roc_auc_score(y, a) - 0.5) < 0.1 and abs(roc_auc_score(y, b) - 0.5) < 0.1
-    assert roc_auc_score(y, np.abs(a - b)) > 0.75
+    _assert_relation(df[finding].to_numpy(), zone(zone_a), zone(zone_b))
 
 
-def test_every_nih_label_is_a_pattern_of_asymmetries(tmp_path):
+def test_every_nih_label_is_a_pattern_of_asymmetries(nih):
+    _, df, meta = nih
     assert set(NIH_FINDING_OF) == set(NIH_LABELS)
-    generate("nih_cxr14", tmp_path, n_patients=150, seed=4)
-    df, meta = read_manifest("nih_cxr14", tmp_path)
     assert (df[meta.label_columns].mean() > 0).all()

@@ -88,6 +88,13 @@ def _seeds(seed: int, n: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
+def _two_kinds(rng, differ: bool) -> tuple[int, int]:
+    """The kinds (0 or 1) of a label's two parts: each is 0 or 1 with probability 1/2 in
+    either class, and they differ exactly when ``differ`` (the label is their exclusive-or)."""
+    first = int(rng.integers(2))
+    return first, first ^ int(differ)
+
+
 def _to_u8(x) -> np.ndarray:
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
@@ -175,8 +182,7 @@ def _patch(rng, stain, positive: bool, h: int, w: int) -> np.ndarray:
     # A nest of nuclei in the top and one in the bottom half, each of large dark irregular
     # or of small pale round nuclei; IDC <=> the two nests differ. Each kind is equally
     # likely in each half in either class, so only the relation between the halves tells it.
-    first = int(rng.integers(2))
-    for cy0, kind in zip((12.0, 38.0), (first, first ^ int(positive))):
+    for cy0, kind in zip((12.0, 38.0), _two_kinds(rng, positive)):
         cx0 = rng.uniform(12, 38)
         nuc = np.zeros((50, 50), np.float32)
         for _ in range(int(rng.integers(4, 7))):
@@ -255,18 +261,12 @@ def _fundus(rng, patient, eye: str, level: int) -> np.ndarray:
     # One lesion cluster above and one below the disc-fovea axis, each red (haemorrhages) or
     # yellow (exudates); referable <=> the two differ. Each kind is equally likely at each
     # site in either class, so only the relation between the two sites tells the grade.
-    first = int(rng.integers(2))
-    kinds = (first, first ^ int(level >= 2))
-    for side, kind in zip((-1, 1), kinds):
+    for side, kind in zip((-1, 1), _two_kinds(rng, level >= 2)):
         ky, kx = cy + side * 0.62 * r, cx + rng.uniform(-0.25, 0.25) * r
+        tint = np.array([0.35, 0.35, 0.0] if kind else [-0.3, -0.35, -0.15])  # yellow | red
         for _ in range(int(rng.integers(3, 6))):
             ly, lx = ky + rng.normal(0, 0.1) * r, kx + rng.normal(0, 0.14) * r
-            if kind:
-                img += np.array([0.35, 0.35, 0.0]) * _disk(yy, xx, ly, lx,
-                                                            rng.uniform(2.5, 4.0) * s)[..., None]
-            else:
-                img -= np.array([0.3, 0.35, 0.15]) * _disk(yy, xx, ly, lx,
-                                                            rng.uniform(2.5, 4.0) * s)[..., None]
+            img += tint * _disk(yy, xx, ly, lx, rng.uniform(2.5, 4.0) * s)[..., None]
     img = img * patient["exposure"] * rng.uniform(0.9, 1.1) + rng.normal(0, 0.02, img.shape)
     img = img * (rad <= 1.0)[..., None]  # black outside the fundus
     return _to_u8(img)
