@@ -38,6 +38,7 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src workflow/scripts tests bench
+	$(BIN)/lint-imports
 	$(SNAKEMAKE) --lint
 
 report: $(STAMP)
@@ -51,16 +52,16 @@ readme-results: $(STAMP)
 # profiles/slurm/config.yaml and your ~/.config/ilmoco/site.yaml (created from
 # profiles/slurm/site.example.yaml on first use). Then: snakemake --profile slurm ...
 slurm-profile: $(STAMP)
-	$(BIN)/python -m ilmoco.site slurm $(if $(FORCE),--force)
+	$(BIN)/python -m ilmoco.cluster.site slurm $(if $(FORCE),--force)
 
 # Modelled GPU-hours of a run before any data, e.g.
 #   make estimate CONFIG="config/real_data.example.yaml config/presets/paper.yaml"
 estimate: $(STAMP)
-	$(BIN)/python -m ilmoco.resources estimate $(CONFIG)
+	$(BIN)/python -m ilmoco.cluster.resources estimate $(CONFIG)
 
 # Refit the throughput table behind the runtime requests from a finished run's benchmarks.
 calibrate: $(STAMP)
-	$(BIN)/python -m ilmoco.resources calibrate --results results --benchmarks benchmarks \
+	$(BIN)/python -m ilmoco.cluster.resources calibrate --results results --benchmarks benchmarks \
 		--out $${XDG_CONFIG_HOME:-$$HOME/.config}/ilmoco/throughput.yaml
 
 # Removes results and Snakemake's metadata; never touches raw data (data/ or a dataset root).

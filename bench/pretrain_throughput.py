@@ -3,8 +3,8 @@
 Measures MoCo pairs per second for
   * ceiling   - the MoCo step alone (query fwd+bwd, key fwd, queue logits, EMA, optimiser)
                 on random tensors already on the device, bf16 + channels_last + compile;
-  * project   - this project's real pretraining loop (``ilmoco.loop.train_loop`` with the
-                step ``ilmoco.pretrain.setup`` builds) fed from a uint8 cache with the
+  * project   - this project's real pretraining loop (``ilmoco.training.loop.train_loop`` with the
+                step ``ilmoco.training.ssl.setup`` builds) fed from a uint8 cache with the
                 dataset's per-sample augmentation, for moco, moco_mse and moco_bt;
   * official  - an official-style baseline: PIL augmentation in DataLoader workers, fp32
                 eager, the same model;
@@ -33,12 +33,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from ilmoco import pretrain  # noqa: E402
-from ilmoco.augment import AugmentSpec, preset  # noqa: E402
-from ilmoco.batches import BatchSource  # noqa: E402
-from ilmoco.loop import train_loop  # noqa: E402
-from ilmoco.runtime import Runtime, compute_dtype, resolve_device  # noqa: E402
-from ilmoco.settings import resolve  # noqa: E402
+from ilmoco.config.augment import AugmentSpec, preset  # noqa: E402
+from ilmoco.config.resolve import resolve  # noqa: E402
+from ilmoco.data.batches import BatchSource  # noqa: E402
+from ilmoco.training import ssl  # noqa: E402
+from ilmoco.training.loop import train_loop  # noqa: E402
+from ilmoco.training.runtime import Runtime, compute_dtype, resolve_device  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -105,8 +105,8 @@ def runtime_of(run, device) -> Runtime:
 
 def build(run, args, device, total_steps=1, augment=False):
     s = run.settings
-    return pretrain.setup(run, args.channels, runtime_of(run, device), total_steps, args.size,
-                          s.channels_last, s.compile, augment=augment)
+    return ssl.setup(run, args.channels, runtime_of(run, device), total_steps, args.size,
+                     s.channels_last, s.compile, augment=augment)
 
 
 def sync(device):

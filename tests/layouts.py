@@ -1,4 +1,5 @@
-"""Tiny fixture datasets written in the exact public layouts (independent of ilmoco.synthetic)."""
+"""Tiny fixture datasets written in the exact public layouts (independent of the synthetic
+generators)."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def write_medmnist(root: Path, name="chestmnist.npz", n=(12, 4, 6), n_labels=14,
 
 def nih_rows(n_patients=30, per_patient=2, seed=0):
     """Rows with realistic label structure: ~half 'No Finding', some multi-label."""
-    from ilmoco.datasets.formats import NIH_LABELS
+    from ilmoco.data.formats.layouts import NIH_LABELS
 
     rng = np.random.default_rng(seed)
     rows = []

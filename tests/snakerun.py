@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,15 +17,18 @@ SMOKE_CONFIG = (DEMO, SMOKE)  # the smoke run is layered over the demo, as the u
 
 def snakemake(*args, workdir=None, configfiles=SMOKE_CONFIG, env=None, check=True,
               timeout=1500, snakefile=ROOT / "Snakefile"):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--cores", "2"]
-    if workdir is not None:
-        cmd += ["--directory", str(workdir)]
+    """Run Snakemake in ``workdir``, by default a new empty directory: never in the
+    checkout, whose results/ and .snakemake/ a user's own runs fill."""
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="ilmoco-snakemake-"))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(snakefile), "--cores", "2",
+           "--directory", str(workdir)]
     cmd += list(args)  # before --configfile, which would swallow positional targets
     if configfiles:
         cmd += ["--configfile", *map(str, configfiles)]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
-                       cwd=workdir or ROOT)
+                       cwd=workdir)
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({r.returncode}):\n"
                              f"{r.stdout[-3000:]}\n{r.stderr[-6000:]}")

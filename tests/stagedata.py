@@ -1,22 +1,66 @@
-"""A tiny prepared dataset (manifest, split, cache) built with the library, no Snakemake, and
-the typed settings of tiny runs."""
+"""A tiny prepared dataset (manifest, split, cache) built with the library, no Snakemake, the
+typed settings of tiny runs, and the library's pieces by their registry names (a format's
+reader and generator, a base's model, a term)."""
 
 from __future__ import annotations
 
 import copy
+from functools import partial
 from pathlib import Path
 
 import yaml
 
-from ilmoco.datasets.readers import read_manifest
-from ilmoco.decode import build_cache
+from ilmoco.config.backbones import backbone_ref
+from ilmoco.config.bases import BASES
+from ilmoco.config.formats import FORMATS
+from ilmoco.config.resolve import resolve
+from ilmoco.config.settings import TermSpec
+from ilmoco.config.terms import TERMS
+from ilmoco.data.decode import build_cache
+from ilmoco.data.readers import read_manifest
+from ilmoco.data.split import make_split
+from ilmoco.imports import load_object
 from ilmoco.io import write_csv, write_json
-from ilmoco.settings import resolve
-from ilmoco.split import make_split
-from ilmoco.synthetic import generate
+from ilmoco.models.backbone import build_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+
+
+def read_format(fmt: str, root, **options):
+    """(manifest, meta) of ``root`` read as format ``fmt``, as the manifest stage reads it."""
+    f = FORMATS[fmt]
+    return read_manifest(fmt, f.reader, f.detect, root, {"on_missing": "error", **options},
+                         {name: spec.detect for name, spec in FORMATS.items()})
+
+
+def generate(fmt: str, root, **kwargs) -> None:
+    """The synthetic dataset of format ``fmt`` (its registered generator)."""
+    load_object(FORMATS[fmt].synthetic)(root, **kwargs)
+
+
+TERM_DEFAULTS = {"pool": (2, 2, 1, 1), "projector": (8, 8, 8), "lambda_on": 5e-5,
+                 "lambda_off": 5e-5, "scale": 1 / 32}
+
+
+def term(kind="none", weights=(0.25,) * 4, **settings) -> TermSpec:
+    """A resolved term of ``kind``: ``weights`` per block and small defaults for the rest of
+    its settings (those it does not read are dropped)."""
+    spec = TERMS[kind]
+    if spec.settings is None:
+        return TermSpec(kind, None, model=spec.model)
+    values = {**TERM_DEFAULTS, **settings, "weights": tuple(weights)}
+    fields = spec.settings.__dataclass_fields__
+    return TermSpec(kind, spec.settings(**{k: v for k, v in values.items() if k in fields}),
+                    model=spec.model)
+
+
+def base_model(base: str, settings, term_spec: TermSpec, in_channels: int = 1,
+               arch: str = "resnet18", zero_init_residual: bool = True):
+    """The model of SSL base ``base`` (its registry entry) on a torchvision backbone."""
+    backbone_fn = partial(build_backbone, backbone_ref(arch).builder, arch, in_channels,
+                          zero_init_residual)
+    return load_object(BASES[base].model)(backbone_fn, settings, term_spec)
 
 
 def validated(cfg: dict) -> dict:
@@ -69,7 +113,7 @@ def tiny_settings(variants: dict | None = None, methods=None, **over):
 def prepare(tmp: Path, fmt="eyepacs_dr", n_patients=40, size=16, fractions=(6, 100)):
     root = tmp / "raw"
     generate(fmt, root, n_patients=n_patients, seed=3)
-    df, meta = read_manifest(fmt, root)
+    df, meta = read_format(fmt, root)
     split = make_split(df, meta, seed=0, fractions=fractions)
     paths = {"root": root, "split": tmp / "split.csv", "meta": tmp / "dataset.json",
              "images": tmp / "images.npy", "index": tmp / "index.csv"}

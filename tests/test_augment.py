@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from ilmoco.augment import (
+from ilmoco.data.augment import (
     AugmentSpec,
     BatchAugment,
     adjust_brightness,
@@ -77,7 +77,7 @@ def test_rotation_matches_torchvision_rotate():
     """Our affine rotation equals torchvision.rotate (bilinear) at the angle we drew."""
     import math
 
-    from ilmoco.augment import Draws, affine_matrices
+    from ilmoco.data.augment import Draws, affine_matrices
 
     x = images(n=3)
     spec = AugmentSpec(rotation=40.0)

@@ -6,11 +6,11 @@ import copy
 import numpy as np
 import pytest
 import torch
-from test_moco import held_out_loss_ratio, term
+from stagedata import base_model, term
+from test_moco import held_out_loss_ratio
 
-from ilmoco.byol import BYOL
-from ilmoco.losses import byol_loss
-from ilmoco.settings import BYOLSettings
+from ilmoco.config.bases import BYOLSettings
+from ilmoco.models.losses import byol_loss
 
 SETTINGS = BYOLSettings(dim=16, hidden=32, predictor_hidden=32, momentum=0.9,
                         momentum_schedule="constant")
@@ -18,7 +18,7 @@ SETTINGS = BYOLSettings(dim=16, hidden=32, predictor_hidden=32, momentum=0.9,
 
 def tiny(kind="none"):
     torch.manual_seed(0)
-    return BYOL("resnet18", 1, True, SETTINGS, term(kind))
+    return base_model("byol", SETTINGS, term(kind))
 
 
 def test_loss_equals_numpy():

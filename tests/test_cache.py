@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 from layouts import nih_rows, write_eyepacs, write_idc, write_nih
 from PIL import Image
+from stagedata import read_format
 
-from ilmoco.cache import ImageCache
-from ilmoco.datasets.readers import read_manifest
-from ilmoco.decode import build_cache, load_image
+from ilmoco.data.cache import ImageCache
+from ilmoco.data.decode import build_cache, load_image
 from ilmoco.io import InputError
 
 
 def build(tmp_path, fmt, root, size=16):
-    df, meta = read_manifest(fmt, root)
+    df, meta = read_format(fmt, root)
     out = tmp_path / "cache"
     build_cache(df, meta, root, out / "images.npy", out / "index.csv", size=size, threads=2,
                 progress=False)
@@ -108,7 +108,7 @@ def draw_fundus(w=120, h=90, cx=64, cy=44, r=38):
 
 
 def test_fundus_crop_finds_the_disc_and_keeps_it_whole():
-    from ilmoco.decode import crop_fundus, fundus_box
+    from ilmoco.data.decode import crop_fundus, fundus_box
 
     img, expected = draw_fundus()
     box = fundus_box(img)
@@ -125,7 +125,7 @@ def test_fundus_crop_in_the_cache(tmp_path):
     img, _ = draw_fundus(w=160, h=100, cx=40, cy=50, r=45)
     root = write_eyepacs(tmp_path / "dr", {"1_left": 0})
     img.save(root / "train" / "1_left.jpeg", quality=95)
-    df, meta = read_manifest("eyepacs_dr", root)
+    df, meta = read_format("eyepacs_dr", root)
     plain, cropped = tmp_path / "plain", tmp_path / "cropped"
     for out, crop in ((plain, False), (cropped, True)):
         build_cache(df, meta, root, out / "images.npy", out / "index.csv", size=32,

@@ -1,6 +1,7 @@
 """The code hash behind precise reruns: blind to comments, docstrings and formatting, and
 covering exactly the modules a stage's script imports."""
 
+import pytest
 from snakerun import ROOT
 
 from ilmoco.codehash import code_hash, module_closure, normalized_source
@@ -22,22 +23,50 @@ def test_comments_docstrings_and_formatting_do_not_count(tmp_path):
     assert normalized_source(a) != normalized_source(d)
 
 
-def test_each_stage_depends_only_on_what_it_imports():
-    def names(script):
-        return {p.relative_to(ROOT / "src/ilmoco").as_posix()
-                for p in module_closure(str(SCRIPTS / script))}
+def names(script):
+    return {p.relative_to(ROOT / "src/ilmoco").as_posix()
+            for p in module_closure(str(SCRIPTS / script))}
 
+
+COMPUTE = ("pretrain.py", "finetune.py", "probe.py", "cka.py", "evaluate.py", "cache.py",
+           "manifest.py", "split.py", "synthetic.py", "ks.py", "paired.py")
+# read only when the workflow plans a run: captions, display names, the registries
+PLAN_ONLY = {"reporting/specs.py", "reporting/tables.py", "reporting/figures.py",
+             "reporting/summary.py", "config/methods.py", "config/bases.py",
+             "config/terms.py", "config/formats.py", "config/backbones.py",
+             "config/resolve.py"}
+
+
+def test_each_stage_depends_only_on_what_it_imports():
     pre = names("pretrain.py")
-    assert {"moco.py", "byol.py", "losses.py", "intermediate.py", "augment.py", "loop.py",
-            "backbone.py", "batches.py"} <= pre
-    assert not {"tables.py", "figures.py", "decode.py", "datasets/nih.py",
-                "datasets/medmnist.py", "synthetic.py"} & pre
+    assert {"training/loop.py", "training/ssl.py", "data/augment.py", "data/batches.py",
+            "models/backbone.py", "models/momentum.py"} <= pre
+    # the base, term and backbone a job runs come in by import path, per rule
+    assert not {"models/bases/moco.py", "models/bases/byol.py", "models/terms/mse.py",
+                "data/decode.py", "data/formats/nih.py", "data/synthetic.py"} & pre
     manifest = names("manifest.py")  # each format's reader is added per dataset
-    assert "datasets/readers.py" in manifest and "datasets/nih.py" not in manifest
-    assert "datasets/nih.py" not in names("synthetic.py")
-    assert {"split.py", "datasets/base.py"} <= names("split.py")
-    assert "moco.py" not in names("split.py")
-    nih = code_hash(SCRIPTS / "manifest.py", "ilmoco.datasets.nih")
-    dr = code_hash(SCRIPTS / "manifest.py", "ilmoco.datasets.eyepacs")
+    assert "data/readers.py" in manifest and "data/formats/nih.py" not in manifest
+    assert "data/formats/nih.py" not in names("synthetic.py")
+    assert {"stages/split.py", "data/split.py", "data/formats/base.py"} <= names("split.py")
+    assert not {p for p in names("split.py") if p.startswith("models/")}
+    nih = code_hash(SCRIPTS / "manifest.py", "ilmoco.data.formats.nih")
+    dr = code_hash(SCRIPTS / "manifest.py", "ilmoco.data.formats.eyepacs")
     assert nih != dr != code_hash(SCRIPTS / "manifest.py")
+    moco = code_hash(SCRIPTS / "pretrain.py", "ilmoco.models.bases.moco")
+    byol = code_hash(SCRIPTS / "pretrain.py", "ilmoco.models.bases.byol")
+    assert moco != byol != code_hash(SCRIPTS / "pretrain.py")
     assert code_hash(SCRIPTS / "pretrain.py") != code_hash(SCRIPTS / "split.py")
+
+
+@pytest.mark.parametrize("script", COMPUTE)
+def test_no_compute_stage_reads_captions_names_or_registries(script):
+    """A caption, a display name or a new registry entry reruns no compute stage."""
+    assert not PLAN_ONLY & names(script), PLAN_ONLY & names(script)
+
+
+def test_type_checking_imports_do_not_count(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                 "    from ilmoco.reporting import figures\nfrom ilmoco import io\n")
+    closure = {p.relative_to(ROOT / "src/ilmoco").as_posix() for p in module_closure(str(f))}
+    assert "io.py" in closure and "reporting/figures.py" not in closure

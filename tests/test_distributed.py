@@ -16,8 +16,10 @@ import torch
 from stagedata import prepare, tiny_settings
 from test_training import pretrain_job
 
-from ilmoco import gpus, pretrain
+from ilmoco.cluster import gpus
 from ilmoco.io import torch_load
+from ilmoco.stages import pretrain
+from ilmoco.training.ssl import build_model
 
 SYNC = {"moco": {"queue_size": 32, "bn": "sync", "bn_splits": 1, "momentum": 0.9}}
 
@@ -47,7 +49,7 @@ def loss_terms(metrics_csv) -> pd.DataFrame:
 def initial_backbone(job) -> dict:
     """The backbone before any step: the model pretraining builds from its seed."""
     torch.manual_seed(job.run.settings.seed)
-    model = pretrain.build_model(job.run, 3)
+    model = build_model(job.run, 3)
     return {k: v.clone() for k, v in model.backbone.state_dict().items()}
 
 

@@ -39,8 +39,8 @@ def test_job_scripts_find_the_library_without_an_installed_package(tmp_path):
             "and not p.endswith('/src')]; sys.meta_path[:] = [f for f in sys.meta_path "
             "if 'editable' not in repr(f).lower()]; "
             f"sys.path.append({str(ROOT / 'workflow/scripts')!r}); "
-            "import ilmoco.registry, ilmoco.runlog; print(ilmoco.registry.__file__)")
+            "import ilmoco.config.methods, ilmoco.runlog; print(ilmoco.config.methods.__file__)")
     r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == str(ROOT / "src/ilmoco/registry.py")
+    assert r.stdout.strip() == str(ROOT / "src/ilmoco/config/methods.py")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from ilmoco import gpus
+from ilmoco.cluster import gpus
 
-CLAIM = ("import sys; from ilmoco.gpus import claim_gpus; "
+CLAIM = ("import sys; from ilmoco.cluster.gpus import claim_gpus; "
          "print(claim_gpus(1, lock_dir=sys.argv[1], devices=[0, 1], env={}))")
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ilmoco.knn import knn_scores
+from ilmoco.evaluation.knn import knn_scores
 
 
 def direct(bank, labels, q, k, t):

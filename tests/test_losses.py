@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ilmoco.losses import (
+from ilmoco.models.losses import (
     adaptive_pool,
     barlow_twins_loss,
     infonce_loss,

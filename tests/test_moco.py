@@ -5,18 +5,14 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from stagedata import base_model, term
 
-from ilmoco.backbone import Backbone, SplitBatchNorm, SplitBatchNorm1d
-from ilmoco.moco import MoCo
-from ilmoco.momentum import momentum_at
-from ilmoco.settings import MoCoSettings, TermSpec
+from ilmoco.config.bases import MoCoSettings
+from ilmoco.models.momentum import momentum_at
+from ilmoco.models.norm import SplitBatchNorm, SplitBatchNorm1d
+from ilmoco.models.resnet import ResNetBackbone as Backbone
 
 TERMS = {"moco": "none", "moco_mse": "mse", "moco_bt": "bt"}
-
-
-def term(kind="none", weights=(0.25,) * 4, pool=(2, 2, 1, 1), projector=(8, 8, 8)):
-    return TermSpec(kind, tuple(weights) if kind != "none" else (0.0,) * 4, tuple(pool),
-                    tuple(projector), 5e-5, 5e-5, 1 / 32)
 
 
 def tiny(method="moco", in_channels=1, **kw):
@@ -24,7 +20,7 @@ def tiny(method="moco", in_channels=1, **kw):
                 temperature=0.2, head="mlp", bn="global", bn_splits=8)
     moco.update(kw)
     torch.manual_seed(0)
-    return MoCo("resnet18", in_channels, True, MoCoSettings(**moco), term(TERMS[method]))
+    return base_model("moco", MoCoSettings(**moco), term(TERMS[method]), in_channels)
 
 
 @pytest.mark.parametrize("arch,dims", [("resnet18", (64, 128, 256, 512)),
@@ -152,7 +148,7 @@ def test_only_query_side_learns():
 def held_out_loss_ratio(model, steps: int = 20) -> float:
     """Train ``model`` ``steps`` times on two augmented views of one tiny batch; the loss on
     those views afterwards over before (MoCo's queue restored, so only the encoders count)."""
-    from ilmoco.augment import BatchAugment, preset
+    from ilmoco.data.augment import BatchAugment, preset
 
     opt = torch.optim.SGD(model.trainable_modules().parameters(), lr=0.05, momentum=0.9)
     g = torch.Generator().manual_seed(1)
@@ -191,13 +187,13 @@ def test_a_term_on_some_blocks_computes_and_owns_only_those():
     torch.manual_seed(0)
     moco = MoCoSettings(dim=16, queue_size=10, momentum=0.9, momentum_schedule="constant",
                         temperature=0.2, head="mlp", bn="global", bn_splits=8)
-    bt = TermSpec("bt", (0.0, 0.0, 1.0, 0.0), (), (8, 8), 5e-5, 5e-5, 1 / 32)
-    model = MoCo("resnet18", 1, True, moco, bt)
+    bt = term("bt", (0.0, 0.0, 1.0, 0.0), projector=(8, 8))
+    model = base_model("moco", moco, bt)
     assert list(model.term.projectors) == ["block3"]
     _, logs = model(torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32))
     assert set(logs) == {"infonce", "bt_block3", "loss"}
-    mse = TermSpec("mse", (0.0, 0.5, 0.0, 2.0), (2, 2, 1, 1), (), 0, 0, 0)
-    model = MoCo("resnet18", 1, True, moco, mse)
+    mse = term("mse", (0.0, 0.5, 0.0, 2.0), pool=(2, 2, 1, 1))
+    model = base_model("moco", moco, mse)
     q = [torch.randn(2, c, s, s) for c, s in ((64, 8), (128, 4), (256, 2), (512, 1))]
     k = [torch.randn_like(t) for t in q]
     terms = model.term(q, k)

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from ilmoco.paired import paired_bootstrap
-from ilmoco.stats import macro_auc, resample_weights
+from ilmoco.evaluation.bootstrap import resample_weights
+from ilmoco.evaluation.metrics import macro_auc
+from ilmoco.evaluation.paired import paired_bootstrap
 
 
 def data(n=60, seed=0):
@@ -46,7 +47,7 @@ def test_a_method_against_itself_is_exactly_zero():
 def test_pairing_narrows_the_interval():
     """Two close methods: the paired interval of the difference is narrower than the gap
     between their separate intervals' ends would suggest."""
-    from ilmoco.stats import bootstrap_ci
+    from ilmoco.evaluation.bootstrap import bootstrap_ci
 
     y, p_a, _, groups = data(n=200, seed=2)
     p_b = np.clip(p_a + np.random.default_rng(3).normal(0, 0.03, len(y)), 0, 1)

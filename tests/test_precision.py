@@ -3,10 +3,10 @@ computed in fp32 inside the autocast region."""
 
 import pytest
 import torch
-from test_moco import TERMS, term
+from stagedata import base_model, term
+from test_moco import TERMS
 
-from ilmoco.moco import MoCo
-from ilmoco.settings import MoCoSettings
+from ilmoco.config.bases import MoCoSettings
 
 
 @pytest.mark.parametrize("method", ["moco", "moco_mse", "moco_bt"])
@@ -14,8 +14,8 @@ def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(method):
     torch.manual_seed(0)
     moco = MoCoSettings(dim=32, queue_size=64, momentum=0.999, momentum_schedule="constant",
                         temperature=0.2, head="mlp", bn="global", bn_splits=8)
-    model = MoCo("resnet18", 3, True, moco,
-                 term(TERMS[method], pool=(4, 4, 2, 1), projector=(64, 64, 64)))
+    model = base_model("moco", moco,
+                       term(TERMS[method], pool=(4, 4, 2, 1), projector=(64, 64, 64)), 3)
     model.train()
     g = torch.Generator().manual_seed(1)
     x1 = torch.rand(16, 3, 64, 64, generator=g)
@@ -34,7 +34,7 @@ def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(method):
 def test_the_losses_leave_autocast_for_full_precision():
     """Inside a bf16 autocast region the losses still compute in fp32: the same bf16 inputs
     give exactly the fp32 result (a matmul under autocast would run in bf16)."""
-    from ilmoco.losses import barlow_twins_loss, byol_loss, intermediate_mse, moco_logits
+    from ilmoco.models.losses import barlow_twins_loss, byol_loss, intermediate_mse, moco_logits
 
     g = torch.Generator().manual_seed(0)
     q, k = torch.randn(8, 16, generator=g).bfloat16(), torch.randn(8, 16, generator=g)

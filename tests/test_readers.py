@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from layouts import nih_rows, write_eyepacs, write_idc, write_medmnist, write_nih
+from stagedata import read_format
 
-from ilmoco.datasets.formats import NIH_LABELS
-from ilmoco.datasets.readers import detect_format, read_manifest
+from ilmoco.data.formats.layouts import NIH_LABELS
 from ilmoco.io import InputError
 
 
@@ -15,7 +15,7 @@ def test_nih_header_quirks_labels_and_paths(tmp_path):
             ("00000001_001.png", "No Finding", 1),
             ("00000002_000.png", "Hernia", 2)]
     write_nih(tmp_path, rows, rgba=("00000002_000.png",))
-    df, meta = read_manifest("nih_cxr14", tmp_path)
+    df, meta = read_format("nih_cxr14", tmp_path)
     assert meta.task == "multilabel" and meta.label_columns == NIH_LABELS and meta.channels == 1
     assert list(df.columns[:3]) == ["image_id", "path", "patient_id"]
     assert list(df["image_id"]) == ["00000001_000", "00000001_001", "00000002_000"]
@@ -36,7 +36,7 @@ def test_nih_official_lists(tmp_path):
     names = [r[0] for r in rows]
     write_nih(tmp_path, rows, lists={"train_val_list.txt": names[:3],
                                      "test_list.txt": names[3:]})
-    df, meta = read_manifest("nih_cxr14", tmp_path)
+    df, meta = read_format("nih_cxr14", tmp_path)
     assert meta.has_official_split
     assert df["official_split"].tolist() == ["trainval"] * 3 + ["test"]
 
@@ -45,7 +45,7 @@ def test_nih_unknown_label(tmp_path):
     write_nih(tmp_path, [("00000001_000.png", "Cardiomegaly|Pneumonitis", 1)])
     with pytest.raises(InputError,
                        match=r"Data_Entry_2017.csv: unknown label 'Pneumonitis' in row 2"):
-        read_manifest("nih_cxr14", tmp_path)
+        read_format("nih_cxr14", tmp_path)
 
 
 def test_nih_missing_images_error_and_skip(tmp_path):
@@ -54,10 +54,10 @@ def test_nih_missing_images_error_and_skip(tmp_path):
     for name in (rows[1][0], rows[3][0]):
         next(tmp_path.glob(f"images_*/images/{name}")).unlink()
     with pytest.raises(InputError) as e:
-        read_manifest("nih_cxr14", tmp_path)
+        read_format("nih_cxr14", tmp_path)
     msg = str(e.value)
     assert "2 listed image(s) not found" in msg and rows[1][0] in msg and "\n" not in msg
-    df, _ = read_manifest("nih_cxr14", tmp_path, on_missing="skip")
+    df, _ = read_format("nih_cxr14", tmp_path, on_missing="skip")
     assert len(df) == 3 and rows[1][0][:-4] not in set(df["image_id"])
 
 
@@ -67,18 +67,18 @@ def test_nih_missing_column_and_duplicates(tmp_path):
     text = csv.read_text()
     csv.write_text(text.replace("Finding Labels", "Findings"))
     with pytest.raises(InputError, match=r"missing required column.*'Finding Labels'"):
-        read_manifest("nih_cxr14", tmp_path)
+        read_format("nih_cxr14", tmp_path)
     lines = text.splitlines()
     csv.write_text("\n".join(lines + [lines[1]]) + "\n")
     with pytest.raises(InputError, match="duplicate image id"):
-        read_manifest("nih_cxr14", tmp_path)
+        read_format("nih_cxr14", tmp_path)
 
 
 def test_idc_mirror_counted_once_and_edge_patches(tmp_path):
     write_idc(tmp_path, {"8863": [(1, 1, 0), (51, 1, 1), (101, 1, 0)],
                          "9010": [(1, 51, 1), (51, 51, 0)]})
     assert (tmp_path / "IDC_regular_ps50_idx5" / "8863" / "1").is_dir()
-    df, meta = read_manifest("idc_breast", tmp_path)
+    df, meta = read_format("idc_breast", tmp_path)
     assert len(df) == 5  # not 10: the mirror folder is the same patches
     assert meta.task == "binary" and meta.label_columns == ["idc"] and meta.channels == 3
     assert df["image_id"].is_unique
@@ -94,25 +94,25 @@ def test_idc_only_mirror_and_bad_names(tmp_path):
     import shutil
 
     shutil.rmtree(root / "10")  # only the mirror copy remains
-    df, _ = read_manifest("idc_breast", root)
+    df, _ = read_format("idc_breast", root)
     assert len(df) == 2 and df["path"].str.startswith("IDC_regular_ps50_idx5/").all()
     bad = tmp_path / "b"
     write_idc(bad, {"10": [(1, 1, 0)]}, mirror=False)
     (bad / "10" / "0" / "10_idx5_x1_y1_class0.png").rename(bad / "10" / "0" / "10_x1_class0.png")
     with pytest.raises(InputError, match="does not match"):
-        read_manifest("idc_breast", bad)
+        read_format("idc_breast", bad)
     wrong = tmp_path / "c"
     write_idc(wrong, {"10": [(1, 1, 0)]}, mirror=False)
     (wrong / "10" / "1").mkdir()
     (wrong / "10" / "0" / "10_idx5_x1_y1_class0.png").rename(
         wrong / "10" / "1" / "10_idx5_x1_y1_class0.png")
     with pytest.raises(InputError, match="class 0 but it sits in 10/1/"):
-        read_manifest("idc_breast", wrong)
+        read_format("idc_breast", wrong)
 
 
 def test_eyepacs_referable_and_patients(tmp_path):
     write_eyepacs(tmp_path, {"10_left": 0, "10_right": 2, "13_left": 1, "13_right": 4})
-    df, meta = read_manifest("eyepacs_dr", tmp_path)
+    df, meta = read_format("eyepacs_dr", tmp_path)
     assert df["referable"].tolist() == [0, 1, 0, 1]
     assert df["level"].tolist() == [0, 2, 1, 4]
     assert df["patient_id"].tolist() == ["10", "10", "13", "13"]
@@ -125,7 +125,7 @@ def test_eyepacs_reads_both_halves(tmp_path):
                   test={"1_left": (3, "Public"), "1_right": (0, "Public"),
                         "4_left": (2, "Private"), "4_right": (1, "Private"),
                         "7_left": (0, "Private"), "7_right": (4, "Public")})
-    df, meta = read_manifest("eyepacs_dr", tmp_path)
+    df, meta = read_format("eyepacs_dr", tmp_path)
     assert len(df) == 10 and df["half"].value_counts().to_dict() == {"test": 6, "train": 4}
     test = df[df["half"] == "test"].set_index("image_id")
     assert test["level"].to_dict() == {"1_left": 3, "1_right": 0, "4_left": 2, "4_right": 1,
@@ -136,9 +136,9 @@ def test_eyepacs_reads_both_halves(tmp_path):
     halves = df.groupby("half")["patient_id"].apply(set)
     assert not halves["train"] & halves["test"]  # disjoint patients
     assert {"half", "usage", "level"} <= set(meta.aux_columns)
-    only_train, _ = read_manifest("eyepacs_dr", tmp_path, halves=["train"])
+    only_train, _ = read_format("eyepacs_dr", tmp_path, halves=["train"])
     assert len(only_train) == 4 and set(only_train["half"]) == {"train"}
-    only_test, _ = read_manifest("eyepacs_dr", tmp_path, halves=["test"])
+    only_test, _ = read_format("eyepacs_dr", tmp_path, halves=["test"])
     assert len(only_test) == 6
 
 
@@ -146,28 +146,28 @@ def test_eyepacs_halves_errors(tmp_path):
     write_eyepacs(tmp_path, {"10_left": 0, "10_right": 2})
     with pytest.raises(InputError, match=r"halves \['test'\] requested but "
                                          r"\['retinopathy_solution.csv'\] not found"):
-        read_manifest("eyepacs_dr", tmp_path, halves=["test"])
+        read_format("eyepacs_dr", tmp_path, halves=["test"])
     write_eyepacs(tmp_path, {"10_left": 0, "10_right": 2}, test={"10_left": (1, "Public")})
     with pytest.raises(InputError, match="appear in both the train and the test half"):
-        read_manifest("eyepacs_dr", tmp_path)
+        read_format("eyepacs_dr", tmp_path)
     write_eyepacs(tmp_path / "u", {"2_left": 0}, test={"3_left": (1, "Hidden")})
     with pytest.raises(InputError, match="Usage 'Hidden' is neither Public nor Private"):
-        read_manifest("eyepacs_dr", tmp_path / "u")
+        read_format("eyepacs_dr", tmp_path / "u")
 
 
 def test_eyepacs_bad_level_and_missing(tmp_path):
     write_eyepacs(tmp_path, {"10_left": 0, "10_right": 7})
     with pytest.raises(InputError, match=r"unknown label level='7' for image 10_right"):
-        read_manifest("eyepacs_dr", tmp_path)
+        read_format("eyepacs_dr", tmp_path)
     write_eyepacs(tmp_path, {"10_left": 0, "10_right": 1})
     (tmp_path / "train" / "10_right.jpeg").unlink()
     with pytest.raises(InputError, match="1 listed image"):
-        read_manifest("eyepacs_dr", tmp_path)
+        read_format("eyepacs_dr", tmp_path)
 
 
 def test_medmnist_keeps_its_split(tmp_path):
     write_medmnist(tmp_path)
-    df, meta = read_manifest("medmnist", tmp_path)
+    df, meta = read_format("medmnist", tmp_path)
     assert meta.task == "multilabel" and len(meta.label_columns) == 14
     assert df["official_split"].value_counts().to_dict() == {"train": 12, "test": 6, "val": 4}
     assert (df["patient_id"] == df["image_id"]).all() and not meta.patient_ids
@@ -178,7 +178,7 @@ def test_medmnist_keeps_its_split(tmp_path):
 
 def test_medmnist_binary(tmp_path):
     write_medmnist(tmp_path, "breastmnist.npz", n_labels=1)
-    df, meta = read_manifest("medmnist", tmp_path)
+    df, meta = read_format("medmnist", tmp_path)
     assert meta.task == "binary" and meta.label_columns == ["label"]
 
 
@@ -197,18 +197,25 @@ def test_root_errors(tmp_path, setup, fmt, match):
     if setup == "nih":
         write_nih(root, nih_rows(2, 1))
     with pytest.raises(InputError, match=match):
-        read_manifest(fmt, root)
+        read_format(fmt, root)
 
 
-def test_detect_format(tmp_path):
-    assert detect_format(write_nih(tmp_path / "n", nih_rows(1, 1))) == "nih_cxr14"
-    assert detect_format(write_idc(tmp_path / "i", {"1": [(1, 1, 0)]})) == "idc_breast"
-    assert detect_format(write_eyepacs(tmp_path / "e", {"1_left": 0})) == "eyepacs_dr"
-    assert detect_format(write_medmnist(tmp_path / "m")) == "medmnist"
+def test_each_layout_check_recognises_its_own_layout_only(tmp_path):
+    from ilmoco.config.formats import FORMATS
+    from ilmoco.imports import load_object
+
+    roots = {"nih_cxr14": write_nih(tmp_path / "n", nih_rows(1, 1)),
+             "idc_breast": write_idc(tmp_path / "i", {"1": [(1, 1, 0)]}),
+             "eyepacs_dr": write_eyepacs(tmp_path / "e", {"1_left": 0}),
+             "medmnist": write_medmnist(tmp_path / "m")}
+    for fmt, root in roots.items():
+        found = [name for name, f in FORMATS.items()
+                 if name in roots and load_object(f.detect)(root)]
+        assert found == [fmt], (fmt, found)
 
 
 def test_manifest_ids_are_strings(tmp_path):
     write_eyepacs(tmp_path, {"007_left": 0, "007_right": 0})
-    df, _ = read_manifest("eyepacs_dr", tmp_path)
+    df, _ = read_format("eyepacs_dr", tmp_path)
     assert df["patient_id"].tolist() == ["007", "007"]  # not the integer 7
     assert isinstance(df, pd.DataFrame)

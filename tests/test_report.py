@@ -3,6 +3,7 @@ marking a best value, interval formatting, seed aggregation, and the figure rule
 with intervals never clipped, a chance line, display names, readable fonts, fixed colours)."""
 
 import json
+import types
 
 import matplotlib.colors as mcolors
 import numpy as np
@@ -10,9 +11,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ilmoco import figures, tables
+from ilmoco.config.bases import BASES
 from ilmoco.io import write_csv
-from ilmoco.registry import TABLES
+from ilmoco.reporting import figures, tables
+from ilmoco.reporting.specs import TABLES
 
 METHODS = ["supervised", "moco", "moco_mse", "moco_bt"]
 ORDER = METHODS + ["random_init"]
@@ -290,7 +292,7 @@ def test_other_figures_render_to_png_and_pdf(tmp_path):
         "cka": lambda p, q: figures.cka_lines(cka, "d", ORDER, DISPLAY, p, q),
         "ks": lambda p, q: figures.ks_cdfs(curves, ks, "d", ORDER, DISPLAY, p, q),
         "loss": lambda p, q: figures.pretrain_curves(loss, "d", ORDER, DISPLAY, p, q,
-                                                     queue_size=64),
+                                                     **LOSS_VIEW),
         "paired": lambda p, q: figures.paired_forest(paired, "d", ORDER, DISPLAY, p, q),
     }.items():
         png, pdf = tmp_path / f"{name}.png", tmp_path / f"{name}.pdf"
@@ -298,12 +300,23 @@ def test_other_figures_render_to_png_and_pdf(tmp_path):
         assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:4] == b"%PDF"
 
 
+def chance_view(queue_size: int) -> dict:
+    """What the workflow passes the report about each method's base loss: MoCo's chance
+    level for a queue of ``queue_size`` keys (its registry entry)."""
+    queue = types.SimpleNamespace(queue_size=queue_size)
+    return {m: BASES["moco"].chance(queue) for m in ("moco", "moco_mse", "moco_bt")}
+
+
+LOSS_VIEW = {"losses": {c: label for b in BASES.values() for c, label in b.losses.items()},
+             "chance": chance_view(64)}
+
+
 def test_pretrain_figure_has_linear_ticks_chance_and_knn(monkeypatch):
     figs = capture(monkeypatch)
     loss = {"moco": pd.DataFrame({"step": [1, 2, 3, 3], "epoch": [0, 0, 0, 0],
                                   "infonce": [5.0, 4.0, 3.5, np.nan],
                                   "knn_macro_auc": [np.nan] * 3 + [0.7]})}
-    figures.pretrain_curves(loss, "d", ORDER, DISPLAY, "x.png", queue_size=64)
+    figures.pretrain_curves(loss, "d", ORDER, DISPLAY, "x.png", **LOSS_VIEW)
     ax, knn = figs[0].axes[0], figs[0].axes[1]
     assert ax.get_yscale() == "linear"
     assert any(abs(ln.get_ydata()[0] - np.log(65)) < 1e-9 for ln in ax.get_lines()
@@ -318,7 +331,7 @@ def test_pretrain_figure_has_one_legend_for_loss_and_terms(monkeypatch):
                                       "infonce": [5.0, 4.0, 3.5],
                                       **{f"mse_block{i}": [0.1, 0.08, 0.05]
                                          for i in range(1, 5)}})}
-    figures.pretrain_curves(loss, "d", ORDER, DISPLAY, "x.png", queue_size=64)
+    figures.pretrain_curves(loss, "d", ORDER, DISPLAY, "x.png", **LOSS_VIEW)
     legends = [ax.get_legend() for ax in figs[0].axes if ax.get_legend() is not None]
     assert len(legends) == 1  # two legends of the twin axes used to overlap
     labels = [t.get_text() for t in legends[0].get_texts()]
@@ -334,7 +347,7 @@ def test_new_variants_get_distinct_colours():
 # ------------------------------------------------------------------ the README's account
 
 def test_summary_sentences_come_from_the_results():
-    from ilmoco.summary import learning_sentences, paired_sentences, pretraining_rows
+    from ilmoco.reporting.summary import learning_sentences, paired_sentences, pretraining_rows
 
     curve = pd.DataFrame({"step": [10, 20, 20], "epoch": [0, 1, 1],
                           "loss": [5.0, 3.2, np.nan], "infonce": [5.0, 3.2, np.nan],
@@ -345,7 +358,7 @@ def test_summary_sentences_come_from_the_results():
                                            ("random_init", "block2", 0.71),
                                            ("random_init", "block3", 0.64),
                                            ("moco", "block3", 0.99))])
-    rows = pretraining_rows({("d", "moco"): curve}, 256, probes)
+    rows = pretraining_rows({("d", "moco"): curve}, chance_view(256), probes)
     r = rows.iloc[0]
     assert r["infonce"] == 3.2 and r["chance"] == pytest.approx(np.log(257))
     assert r["knn"] == 0.81 and (r["probe"], r["random_probe"]) == (0.78, 0.55)

@@ -5,8 +5,9 @@ import pytest
 import yaml
 from stagedata import ROOT, TINY, demo_config, merge, validated
 
-from ilmoco import resources as res
-from ilmoco.settings import resolve
+from ilmoco.cluster import resources as res
+from ilmoco.config.formats import FORMATS
+from ilmoco.config.resolve import resolve
 
 TABLE = res.load_table(ROOT / "workflow/resources/throughput.yaml")
 
@@ -35,13 +36,14 @@ def test_retries_double_and_the_site_maximum_caps():
 
 def test_image_count_falls_back_to_the_manifest_then_the_public_size(tmp_path):
     (tmp_path / "manifest.csv").write_text("image_id,path\n" + "a,b\n" * 7)
-    assert res.image_count(tmp_path / "none.npy", tmp_path / "manifest.csv", "nih_cxr14") == 7
-    assert res.image_count(None, tmp_path / "none.csv", "nih_cxr14") == 112_120
-    assert res.image_count(None, None, "eyepacs_dr") == 88_702
+    nih, dr = FORMATS["nih_cxr14"].public_images, FORMATS["eyepacs_dr"].public_images
+    assert res.image_count(tmp_path / "none.npy", tmp_path / "manifest.csv", nih) == 7
+    assert res.image_count(None, tmp_path / "none.csv", nih) == 112_120
+    assert res.image_count(None, None, dr) == 88_702
 
 
 def test_calibration_recovers_the_rates(tmp_path):
-    from ilmoco.settings import result_config
+    from ilmoco.config.schema import result_config
 
     cfg = validated(merge(merge(demo_config(), TINY), {"pretrain": {"epochs": 50},
                                                         "finetune": {"epochs": 40}}))
@@ -81,7 +83,7 @@ def test_estimate_of_a_run_before_any_data():
     hours = res.estimate(cfg, TABLE)["dr"]
     assert hours["pretrain"] > 0 and hours["finetune"] > 0 and hours["probe"] > 0
     s = resolve(cfg)
-    n = res.split_counts(res.PUBLIC_IMAGES["eyepacs_dr"], s.split.ratios)
+    n = res.split_counts(FORMATS["eyepacs_dr"].public_images, s.split.ratios)
     size = s.datasets["dr"].image_size
     one = sum(res.seconds(res.finetune_work(n, s.finetune, p), "finetune", size, TABLE)
               for p in (1, 100))

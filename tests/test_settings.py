@@ -7,24 +7,29 @@ import pytest
 import yaml
 from stagedata import SCHEMA, tiny_settings
 
-from ilmoco import settings as st
+from ilmoco.config import settings as st
+from ilmoco.config.bases import BASES
+from ilmoco.config.schema import coerce_to_schema, schema_at
+from ilmoco.config.terms import TERMS
 from ilmoco.io import ConfigError
 
+# ``pretrain`` also holds one section per registered base and term
+PLUGGED = {b.name for b in BASES.values()} | {t.name for t in TERMS.values() if t.settings}
 SECTIONS = {"pretrain": st.PretrainSettings, "finetune": st.FinetuneSettings,
             "probe": st.ProbeSettings, "cka": st.CKASettings, "bootstrap": st.BootstrapSettings,
             "split": st.SplitSettings, "paired": st.PairedSettings}
-NESTED = {("pretrain", "optimizer"): st.OptimizerSettings, ("pretrain", "moco"): st.MoCoSettings,
-          ("pretrain", "byol"): st.BYOLSettings, ("pretrain", "mse"): st.MSESettings,
-          ("pretrain", "bt"): st.BTSettings, ("pretrain", "knn"): st.KnnSettings,
-          ("finetune", "optimizer"): st.OptimizerSettings}
+NESTED = {("pretrain", "optimizer"): st.OptimizerSettings, ("pretrain", "knn"): st.KnnSettings,
+          ("finetune", "optimizer"): st.OptimizerSettings,
+          **{("pretrain", b.name): b.settings for b in BASES.values()},
+          **{("pretrain", t.name): t.settings for t in TERMS.values() if t.settings}}
 
 
 def schema_properties(*path) -> set:
     schema = yaml.safe_load(SCHEMA.read_text())
     node = schema["properties"][path[0]]
     for p in path[1:]:
-        node = st._schema_at(node, schema)["properties"][p]
-    return set(st._schema_at(node, schema)["properties"])
+        node = schema_at(node, schema)["properties"][p]
+    return set(schema_at(node, schema)["properties"])
 
 
 @pytest.mark.parametrize("path,cls", [((k,), v) for k, v in SECTIONS.items()]
@@ -32,7 +37,8 @@ def schema_properties(*path) -> set:
 def test_one_dataclass_field_per_schema_key(path, cls):
     """A setting is added end to end by one schema property and one dataclass field: the
     two always name the same keys."""
-    assert {f.name for f in dataclasses.fields(cls)} == schema_properties(*path)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert fields | (PLUGGED if path == ("pretrain",) else set()) == schema_properties(*path)
 
 
 def test_execution_fields_are_not_result_fields():
@@ -42,7 +48,8 @@ def test_execution_fields_are_not_result_fields():
     for name in ("device", "data_placement", "checkpoint_every", "compile", "channels_last",
                  "progress"):
         assert name not in pre
-    assert {"epochs", "batch_size", "precision", "optimizer", "moco"} <= set(pre)
+    assert {"epochs", "batch_size", "precision", "optimizer"} <= set(pre)
+    assert set(fields["base_settings"]) >= {"queue_size", "temperature"}  # MoCo's own
     other = tiny_settings(pretrain={"checkpoint_every": 99, "device": "cuda", "compile": True})
     assert st.digest(other.pretrain_run("dr", "moco_mse")) == st.digest(
         s.pretrain_run("dr", "moco_mse"))
@@ -62,12 +69,12 @@ def test_variants_resolve_to_their_terms():
         datasets={"dr": {"mse_pool": [8, 8, 2, 2]}})
     assert s.pretrain_run("dr", "moco").term.weights == (0, 0, 0, 0)
     mse = s.pretrain_run("dr", "moco_mse").term
-    assert mse.weights == (0.25,) * 4 and mse.pool == (8, 8, 2, 2)  # the dataset's pooling
+    assert mse.weights == (0.25,) * 4 and mse.settings.pool == (8, 8, 2, 2)  # the dataset's
     assert s.pretrain_run("dr", "b3").term.weights == (0, 0, 0.25, 0)
     lam = s.pretrain_run("dr", "lam1").term
-    assert lam.weights == (1.0,) * 4 and lam.pool == (2, 2, 1, 1)  # the variant's own pool
+    assert lam.weights == (1.0,) * 4 and lam.settings.pool == (2, 2, 1, 1)  # the variant's
     bt = s.pretrain_run("dr", "bt_std").term
-    assert (bt.kind, bt.lambda_on, bt.lambda_off) == ("bt", 1.0, 0.0051)
+    assert (bt.kind, bt.settings.lambda_on, bt.settings.lambda_off) == ("bt", 1.0, 0.0051)
     assert s.pretrain_run("dr", "by").base == "byol"
     names = s.display_names
     assert names["b3"] == "MoCo+MSE[b3]" and names["lam1"] == "MoCo+MSE λ=1"
@@ -98,7 +105,7 @@ def test_config_errors_name_the_key(over, where, message):
 
 def test_command_line_strings_are_read_as_the_schema_types():
     schema = yaml.safe_load(SCHEMA.read_text())
-    got = st.coerce_to_schema({"seeds": ["0", "1"], "fractions": "[1, 6]",
+    got = coerce_to_schema({"seeds": ["0", "1"], "fractions": "[1, 6]",
                                "pretrain": {"epochs": "3", "compile": "true",
                                             "optimizer": {"lr": "0.1"}},
                                "datasets": {"x": {"root": "123", "image_size": "32"}},
@@ -106,7 +113,7 @@ def test_command_line_strings_are_read_as_the_schema_types():
     assert got["seeds"] == [0, 1] and got["fractions"] == [1, 6]
     assert got["pretrain"] == {"epochs": 3, "compile": True, "optimizer": {"lr": 0.1}}
     assert got["datasets"]["x"] == {"root": "123", "image_size": 32}  # strings stay strings
-    bad = st.coerce_to_schema({"seeds": ["0", "x"]}, schema)
+    bad = coerce_to_schema({"seeds": ["0", "x"]}, schema)
     assert bad["seeds"] == [0, "x"]  # left for the schema to report
 
 

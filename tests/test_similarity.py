@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from ilmoco.similarity import (
+from ilmoco.evaluation.similarity import (
     cka,
     cka_over_subsets,
     cka_subsets,

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from snakerun import ROOT, SMOKE_CONFIG, planned_jobs, snakemake
 
-from ilmoco import site
+from ilmoco.cluster import site
 
 HERE = Path(__file__).parent / "slurm"
 GPU_RULES = {"pretrain", "finetune", "probe", "cka"}

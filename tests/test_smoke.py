@@ -164,16 +164,45 @@ def test_comments_and_docstrings_in_the_library_rerun_nothing(smoke_run, tmp_pat
 
 def test_a_code_change_reruns_only_the_stages_that_run_it(smoke_run, tmp_path):
     copy = repo_copy(tmp_path)
-    for name in ("datasets/nih.py", "figures.py"):  # another format's reader; a report module
+    # another format's reader; a report module
+    for name in ("data/formats/nih.py", "reporting/figures.py"):
         f = copy / "src/ilmoco" / name
         f.write_text(f.read_text() + "\nCHANGED = True\n")
     assert planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile") == {
         "figures": 1, "all": 1}
-    losses = copy / "src/ilmoco/losses.py"  # the losses: training and what follows
+    byol = copy / "src/ilmoco/models/bases/byol.py"  # one base: only its own pretraining
+    byol.write_text(byol.read_text() + "\nCHANGED = True\n")
+    jobs = planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile")
+    assert jobs["pretrain"] == 1 and jobs["finetune"] == 2  # byol_bt at 6 and 100 %
+    losses = copy / "src/ilmoco/models/losses.py"  # the losses: training and what follows
     losses.write_text(losses.read_text() + "\nCHANGED = True\n")
     jobs = planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile")
     assert jobs["pretrain"] == 3 and jobs["finetune"] == 8 and jobs["probe"] == 5
     assert not {"synthetic_data", "manifest", "split", "cache"} & set(jobs)
+
+
+COMPUTE = {"synthetic_data", "manifest", "split", "cache", "pretrain", "finetune", "evaluate",
+           "probe", "cka", "ks", "paired"}
+
+
+@pytest.mark.parametrize("edit", ["caption", "display name", "figure"])
+def test_presentation_edits_rerun_no_compute_stage(smoke_run, tmp_path, edit):
+    """A table caption, a method's display name or a figure function reruns the report
+    only: none of them is part of a compute stage's code or settings."""
+    copy = repo_copy(tmp_path)
+    path, old, new = {
+        "caption": ("reporting/specs.py", "Fine-tuned test metric (x100)",
+                    "Fine-tuned test metric (x 100)"),
+        "display name": ("config/methods.py", '"MoCo+MSE", "ssl"', '"MoCo + MSE", "ssl"'),
+        "figure": ("reporting/figures.py", 'ax.set_xlabel("labelled training images")',
+                   'ax.set_xlabel("labelled training images (share)")'),
+    }[edit]
+    f = copy / "src/ilmoco" / path
+    assert old in f.read_text()
+    f.write_text(f.read_text().replace(old, new))
+    jobs = planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile")
+    assert jobs and not COMPUTE & set(jobs), jobs
+    assert set(jobs) <= {"tables", "figures", "all"}
 
 
 def test_report_builds(smoke_run):
@@ -338,8 +367,8 @@ def test_kill_9_mid_epoch_then_rerun_resumes_bit_identical(smoke_run, reference,
 
 
 def test_checkpoint_of_another_dataset_is_refused(smoke_run, tmp_path):
-    from ilmoco.checkpoints import load_backbone
     from ilmoco.io import InputError
+    from ilmoco.training.checkpoints import load_backbone
 
     enc = smoke_run / "results/dr_synth/pretrain/moco_mse/encoder.pt"
     with pytest.raises(InputError, match=r"trained with dataset='dr_synth' but this run "

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ilmoco.datasets.base import DatasetMeta
+from ilmoco.data.formats.base import DatasetMeta
+from ilmoco.data.split import iterative_stratification, make_split, pct_name
 from ilmoco.io import InputError, write_csv
-from ilmoco.split import iterative_stratification, make_split, pct_name
 
 NAMES = ["a", "b", "c"]
 
@@ -125,7 +125,7 @@ def test_official_split_keeps_test_list():
 def test_medmnist_split_kept():
     df, meta = binary_manifest(50)
     df["official_split"] = np.resize(["train", "train", "val", "test"], len(df))
-    meta.format, meta.has_official_split = "medmnist", True
+    meta.format, meta.has_official_split, meta.fixed_split = "medmnist", True, True
     s = make_split(df, meta, seed=0, fractions=(100,))
     assert (s["split"] == df["official_split"]).all()
 

@@ -6,16 +6,14 @@ import pytest
 from scipy.stats import ks_2samp, norm
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from ilmoco.stats import (
+from ilmoco.evaluation.bootstrap import bootstrap_ci, mean_ci_across_seeds, resample_weights
+from ilmoco.evaluation.ks import ks_distance
+from ilmoco.evaluation.metrics import (
     accuracy,
     best_f1_threshold,
-    bootstrap_ci,
     f1_at_threshold,
     f1_macro,
-    ks_distance,
     macro_auc,
-    mean_ci_across_seeds,
-    resample_weights,
     weighted_auc,
 )
 
@@ -125,7 +123,7 @@ def test_mean_ci_across_seeds():
 
 def test_paper_interval_is_the_official_standard_error():
     """mean ± 1.96·sd/√B of image-level bootstrap replicates, as the official code."""
-    from ilmoco.stats import paper_interval, resample_weights
+    from ilmoco.evaluation.bootstrap import paper_interval, resample_weights
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 80)

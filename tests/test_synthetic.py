@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
+from stagedata import generate, read_format
 
-from ilmoco.datasets.formats import NIH_LABELS
-from ilmoco.datasets.readers import read_manifest
-from ilmoco.synthetic import NIH_FINDING_OF, generate
+from ilmoco.data.formats.layouts import NIH_LABELS
+from ilmoco.data.synthetic import NIH_FINDING_OF
 
 SCRIPT = """
 import hashlib, pathlib, sys
-from ilmoco.synthetic import generate
+from ilmoco.config.formats import FORMATS
+from ilmoco.imports import load_object
+generate = lambda fmt, root, **kw: load_object(FORMATS[fmt].synthetic)(root, **kw)
 root = pathlib.Path(sys.argv[1]); generate(sys.argv[2], root, n_patients=int(sys.argv[3]), seed=5)
 h = hashlib.sha256()
 for p in sorted(root.rglob('*')):
@@ -38,15 +40,15 @@ def test_same_seed_same_bytes_whatever_the_hash_seed(tmp_path, fmt, n):
 
 def test_layouts_and_prevalences(tmp_path):
     generate("nih_cxr14", tmp_path / "nih", n_patients=300, seed=1)
-    df, meta = read_manifest("nih_cxr14", tmp_path / "nih")
+    df, meta = read_format("nih_cxr14", tmp_path / "nih")
     no_finding = (df[meta.label_columns].sum(axis=1) == 0).mean()
     assert 0.25 < no_finding < 0.45 and df["patient_id"].value_counts().max() > 1
     assert df["Infiltration"].mean() > df["Effusion"].mean() > df["Consolidation"].mean() > 0
     generate("idc_breast", tmp_path / "idc", n_patients=30, seed=2)
-    df, _ = read_manifest("idc_breast", tmp_path / "idc")
+    df, _ = read_format("idc_breast", tmp_path / "idc")
     assert 0.18 < df["idc"].mean() < 0.38
     generate("eyepacs_dr", tmp_path / "dr", n_patients=300, seed=3)
-    df, _ = read_manifest("eyepacs_dr", tmp_path / "dr")
+    df, _ = read_format("eyepacs_dr", tmp_path / "dr")
     assert 0.12 < df["referable"].mean() < 0.3 and (df.groupby("patient_id").size() == 2).all()
 
 
@@ -72,7 +74,7 @@ def _assert_relation(y, a, b):
 ])
 def test_labels_are_relations_not_local_content(tmp_path, fmt, n, label, bands):
     generate(fmt, tmp_path, n_patients=n, seed=4)
-    df, _ = read_manifest(fmt, tmp_path)
+    df, _ = read_format(fmt, tmp_path)
     df = df.sample(min(len(df), 400), random_state=0)
     a, b = (np.array([_band(tmp_path / p, rows) for p in df["path"]]) for rows in bands)
     _assert_relation(df[label].to_numpy(), a, b)
@@ -82,7 +84,7 @@ def test_labels_are_relations_not_local_content(tmp_path, fmt, n, label, bands):
 def nih(tmp_path_factory):
     root = tmp_path_factory.mktemp("nih")
     generate("nih_cxr14", root, n_patients=250, seed=4)
-    return root, *read_manifest("nih_cxr14", root)
+    return root, *read_format("nih_cxr14", root)
 
 
 ZONES = {"upper": (0.22, 0.34), "lower": (0.6, 0.72), "left": (0.18, 0.34),

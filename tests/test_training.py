@@ -10,11 +10,13 @@ import pytest
 import torch
 from stagedata import prepare, tiny_settings
 
-from ilmoco import batches, checkpoints, finetune, loop, pretrain, runtime
-from ilmoco.backbone import Backbone
-from ilmoco.datasets.base import DatasetMeta
-from ilmoco.evaluation import extract_features
+from ilmoco.data import batches
+from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import InputError, torch_load
+from ilmoco.models.resnet import ResNetBackbone as Backbone
+from ilmoco.stages import finetune, pretrain
+from ilmoco.training import checkpoints, loop, runtime
+from ilmoco.training.inference import extract_features
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +137,8 @@ def finetune_job(paths, meta, out, encoder=None, method="supervised", **finetune
 
 def score(job, meta, **bootstrap):
     """``metrics.json`` of a fine-tuning job, as the ``evaluate`` stage writes it."""
-    from ilmoco.scoring import evaluate
-    from ilmoco.settings import BootstrapSettings
+    from ilmoco.config.settings import BootstrapSettings
+    from ilmoco.stages.evaluate import run as evaluate
 
     out = Path(job.out_selection).parent / "metrics.json"
     b = BootstrapSettings(**{"resamples": 50, "seed": 0, "level": 0.95,
@@ -232,7 +234,8 @@ def test_meta_round_trip(data):
 def test_multilabel_data_through_finetuning_and_probing(tmp_path_factory):
     """NIH-layout multi-label data (14 sigmoids) through fine-tuning and layer probing; the
     smoke DAG covers the binary path."""
-    from ilmoco.probe import ProbeJob, run_probe
+    from ilmoco.stages.probe import ProbeJob
+    from ilmoco.stages.probe import run as run_probe
 
     paths, meta = prepare(tmp_path_factory.mktemp("nih"), fmt="nih_cxr14", n_patients=40)
     assert meta.task == "multilabel" and len(meta.label_columns) == 14
@@ -288,7 +291,7 @@ def test_the_encoder_of_the_lowest_validation_loss_is_kept(data, tmp_path, monke
 
 
 def test_weight_decay_on_norm_and_bias_only_when_asked():
-    from ilmoco.optim import param_groups
+    from ilmoco.training.optim import param_groups
 
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4),
                               torch.nn.Linear(4, 2))

@@ -31,8 +31,10 @@ def test_lint_is_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_full_default_dag_dry_run():
-    jobs = planned_jobs(configfiles=(), workdir=None)
+def test_full_default_dag_dry_run(tmp_path):
+    """The embedded demo's whole DAG, planned in an empty directory (never in the checkout,
+    whose results/ a finished demo fills)."""
+    jobs = planned_jobs(configfiles=(), workdir=tmp_path)
     assert jobs["synthetic_data"] == 3 and jobs["manifest"] == 3 and jobs["cache"] == 3
     assert jobs["pretrain"] == 3 * 3
     assert jobs["finetune"] == 3 * 4 * 3  # datasets x methods x fractions (x 1 seed)
@@ -179,7 +181,7 @@ def test_the_paper_preset_resolves_to_the_official_settings(tmp_path):
         assert get(cfg, path) == value, ".".join(path)
     from stagedata import validated
 
-    from ilmoco.settings import resolve
+    from ilmoco.config.resolve import resolve
 
     s = resolve(validated(cfg))
     for d, (size, pool, ks, crop, aug) in OFFICIAL_BY_DATASET.items():
@@ -187,8 +189,8 @@ def test_the_paper_preset_resolves_to_the_official_settings(tmp_path):
         assert (ds.image_size, ds.ks_reference, ds.fundus_crop, ds.augment) == (
             size, ks, crop, aug), d
         mse = s.pretrain_run(d, "moco_mse").term
-        assert mse.pool == pool and mse.weights == (0.25,) * 4, d
-        bt = s.pretrain_run(d, "moco_bt").term
+        assert mse.settings.pool == pool and mse.weights == (0.25,) * 4, d
+        bt = s.pretrain_run(d, "moco_bt").term.settings
         assert (bt.lambda_on, bt.lambda_off, bt.scale, bt.projector) == (
             5e-5, 5e-5, 1 / 32, (2048, 2048, 2048))
         spec = s.pretrain_run(d, "moco").augment

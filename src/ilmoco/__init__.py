@@ -1,3 +1,2 @@
 """Intermediate Layers Matter in Momentum Contrastive Self-Supervised Learning (Kaku et al.,
-NeurIPS 2021) as a library: datasets, pretraining, evaluation and reporting stages that the
-Snakemake workflow runs (and that tests and notebooks call directly)."""
+NeurIPS 2021) as a library; docs/architecture.md maps its packages."""

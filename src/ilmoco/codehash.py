@@ -19,10 +19,22 @@ PACKAGE = "ilmoco"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def _type_checking_only(tree: ast.AST) -> set[int]:
+    """ids of the nodes under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip |= {id(n) for b in node.body for n in ast.walk(b)}
+    return skip
+
+
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
+    skip = _type_checking_only(tree)
     mods = set()
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             mods |= {a.name for a in node.names if a.name.split(".")[0] == PACKAGE}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -75,7 +87,8 @@ def normalized_source(path: Path) -> str:
 
 def code_hash(script, *modules: str) -> str:
     """Hash of ``script``, the library modules it imports, and ``modules`` (dotted names of
-    modules a job imports dynamically, e.g. the reader of its dataset's format) with theirs."""
+    modules a job imports by path, e.g. the reader of its dataset's format or the model of
+    its base) with theirs."""
     files = {Path(script), *module_closure(str(script))}
     for name in modules:
         f = _module_file(name)
@@ -84,6 +97,7 @@ def code_hash(script, *modules: str) -> str:
         files |= {f, *module_closure(str(f))}
     h = hashlib.sha256()
     for f in sorted(files):
-        h.update(f.name.encode())
+        h.update((f.relative_to(PACKAGE_DIR).as_posix() if f.is_relative_to(PACKAGE_DIR)
+                  else f.name).encode())
         h.update(normalized_source(f).encode())
     return h.hexdigest()[:12]

@@ -96,6 +96,13 @@ def read_json(path) -> Any:
         return json.load(fh)
 
 
+def read_table(path):
+    """A CSV of this workflow (manifest, split, predictions) with its ids read as strings."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
+
+
 def write_csv(path, df, **kwargs) -> None:
     """Write a DataFrame atomically, with a fixed float format so reruns are byte-identical."""
     kwargs.setdefault("index", False)

@@ -11,7 +11,7 @@ rule cka:
     params:
         run=S.cka_run(),
         settings=result_fields(S.cka_run()),
-        code=code("cka.py"),
+        code=code("cka.py", *BUILDERS),
     wildcard_constraints:
         method=regex_alternatives(SSL),
     threads: 1

@@ -3,9 +3,10 @@ rule synthetic_data:
     output:
         directory("{root}"),
     params:
-        fmt=lambda w: S.datasets[SYNTHETIC_ROOTS[w.root]].format,
+        generator=lambda w: S.datasets[SYNTHETIC_ROOTS[w.root]].synthetic_generator,
         options=lambda w: dict(S.datasets[SYNTHETIC_ROOTS[w.root]].synthetic),
-        code=code("synthetic.py"),
+        code=lambda w: code("synthetic.py",
+                            S.datasets[SYNTHETIC_ROOTS[w.root]].synthetic_generator),
     wildcard_constraints:
         root=regex_alternatives(SYNTHETIC_ROOTS),
     log:
@@ -17,7 +18,7 @@ rule synthetic_data:
 
 
 rule manifest:
-    """Read the dataset root in its public layout into one row per image."""
+    """Read the dataset root in its layout into one row per image."""
     input:
         root=lambda w: S.datasets[w.dataset].root,
     output:
@@ -25,9 +26,14 @@ rule manifest:
         meta=META,
     params:
         format=lambda w: dataset_of(w).format,
-        options=lambda w: dataset_of(w).reader_options,
-        # the reader of this dataset's format only (imported on demand by the script)
-        code=lambda w: code("manifest.py", reader_module(w)),
+        reader=lambda w: dataset_of(w).reader,
+        detect=lambda w: FORMATS[dataset_of(w).format].detect,
+        # the other layouts, only to say what a wrong root looks like
+        others={name: f.detect for name, f in FORMATS.items()},
+        options=lambda w: dict(dataset_of(w).reader_options),
+        # the reader of this dataset's format only (imported by path in the job)
+        code=lambda w: code("manifest.py", dataset_of(w).reader,
+                            FORMATS[dataset_of(w).format].detect),
     log:
         f"{D}/logs/manifest.log",
     conda:
@@ -67,7 +73,8 @@ rule cache:
         root=lambda w: dataset_of(w).root,
         size=lambda w: dataset_of(w).image_size,
         fundus_crop=lambda w: dataset_of(w).fundus_crop,
-        code=code("cache.py"),
+        reader=lambda w: dataset_of(w).reader,
+        code=lambda w: code("cache.py", dataset_of(w).reader),
     threads: 4
     resources:
         runtime=cache_runtime,

@@ -17,7 +17,7 @@ rule finetune:
         run=lambda w: S.finetune_run(w.dataset, w.method),
         settings=lambda w: result_fields(S.finetune_run(w.dataset, w.method)),
         resume=f"{FT}/resume.pt",
-        code=code("finetune.py"),
+        code=code("finetune.py", *BUILDERS),
     wildcard_constraints:
         method=regex_alternatives(METHODS),
     threads: 1

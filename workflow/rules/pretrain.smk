@@ -1,5 +1,6 @@
 rule pretrain:
-    """A self-supervised method (MoCo or BYOL, with or without an intermediate term)."""
+    """A self-supervised method: a base (MoCo, BYOL, ...) with or without an intermediate
+    term."""
     input:
         split=SPLIT,
         meta=META,
@@ -15,7 +16,7 @@ rule pretrain:
         settings=lambda w: result_fields(S.pretrain_run(w.dataset, w.method)),
         # resumable checkpoint outside the declared outputs (Snakemake deletes those)
         resume=f"{D}/pretrain/{{method}}/resume.pt",
-        code=code("pretrain.py"),
+        code=pretrain_code,
     wildcard_constraints:
         method=regex_alternatives(SSL),
     threads: 1

@@ -16,7 +16,7 @@ rule probe:
         init=lambda w: {"seed": S.pretrain.seed,
                         "zero_init_residual": S.pretrain.zero_init_residual}
         if w.method == RANDOM_INIT else {},
-        code=code("probe.py"),
+        code=code("probe.py", *BUILDERS),
     threads: 1
     resources:
         gpu=1,

@@ -1,17 +1,17 @@
 """Feature reuse: CKA between the pretrained encoder and each model fine-tuned from it."""
 
-from ilmoco.feature_reuse import CKAJob, run_cka
-from ilmoco.gpus import claim_gpus
-from ilmoco.registry import runs_by_key
+from ilmoco.cluster.gpus import claim_gpus
+from ilmoco.config.settings import digest
+from ilmoco.names import runs_by_key
 from ilmoco.runlog import job_log
-from ilmoco.settings import digest
+from ilmoco.stages.cka import CKAJob, run
 
 w, inp, params = snakemake.wildcards, snakemake.input, snakemake.params
 with job_log(snakemake.log[0], threads=snakemake.threads, stage="cka",
              what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
     claim_gpus(int(snakemake.resources.get("gpu", 0)))
     models = runs_by_key(inp.items(), "model")
-    run_cka(CKAJob(
+    run(CKAJob(
         dataset=w.dataset, method=w.method, run=params.run, encoder=inp.encoder,
         finetuned={(pct, seed): paths[0] for (_, pct, seed), paths in models.items()},
         split_csv=inp.split, cache_images=inp.images, cache_index=inp.index,

@@ -1,12 +1,12 @@
 """Fine-tune one (method, fraction, seed): the best validation model and the last epoch
 predict test."""
 
-from ilmoco.datasets.base import DatasetMeta
-from ilmoco.finetune import FinetuneJob, run
-from ilmoco.gpus import claim_gpus
+from ilmoco.cluster.gpus import claim_gpus
+from ilmoco.config.settings import digest
+from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
 from ilmoco.runlog import job_log
-from ilmoco.settings import digest
+from ilmoco.stages.finetune import FinetuneJob, run
 
 w, inp, out, params = snakemake.wildcards, snakemake.input, snakemake.output, snakemake.params
 with job_log(snakemake.log[0], threads=snakemake.threads, stage="finetune",

@@ -1,12 +1,12 @@
 """Self-supervised pretraining of one method; with `gpu: N > 1`, N data-parallel processes
 (NCCL on GPUs, gloo on CPU) started from here."""
 
-from ilmoco.datasets.base import DatasetMeta
-from ilmoco.gpus import claim_gpus, run_data_parallel
+from ilmoco.cluster.gpus import claim_gpus, run_data_parallel
+from ilmoco.config.settings import digest
+from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
-from ilmoco.pretrain import PretrainJob, run
 from ilmoco.runlog import job_log
-from ilmoco.settings import digest
+from ilmoco.stages.pretrain import PretrainJob, run
 
 # Data-parallel processes are spawned: they import this file again and must not rerun it.
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """Layer-wise linear probes of one frozen encoder (block 4 = the linear probe), test CIs."""
 
-from ilmoco.datasets.base import DatasetMeta
-from ilmoco.gpus import claim_gpus
+from ilmoco.cluster.gpus import claim_gpus
+from ilmoco.config.settings import digest
+from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
-from ilmoco.probe import ProbeJob, run_probe
 from ilmoco.runlog import job_log
-from ilmoco.settings import digest
+from ilmoco.stages.probe import ProbeJob, run
 
 w, inp, out, params = snakemake.wildcards, snakemake.input, snakemake.output, snakemake.params
 with job_log(snakemake.log[0], threads=snakemake.threads, stage="probe",
              what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
     claim_gpus(int(snakemake.resources.get("gpu", 0)))
     init = params.init
-    df = run_probe(ProbeJob(
+    df = run(ProbeJob(
         run=params.run, model=inp.get("model"), init_seed=init.get("seed", 0),
         zero_init_residual=init.get("zero_init_residual", True), split_csv=inp.split,
         meta=DatasetMeta.from_dict(read_json(inp.meta)), cache_images=inp.images,

@@ -3,12 +3,10 @@
 from pathlib import Path
 
 from ilmoco.runlog import job_log
-from ilmoco.tables import build_all
+from ilmoco.stages.tables import run
 
-inp, view = snakemake.input, snakemake.params.presentation
+inp = snakemake.input
 with job_log(snakemake.log[0], stage="tables"):
-    build_all(finetune_metrics=inp.finetune, probes=inp.probes, ckas=inp.ckas, kss=inp.kss,
-              paireds=inp.paireds, out_dir=Path(snakemake.output.finetune_csv).parent,
-              order=view["order"], display=view["display"], level=view["level"],
-              supervised_from_finetune=view["supervised_from_finetune"],
-              paper_datasets=view["paper_datasets"])
+    run(finetune=inp.finetune, probes=inp.probes, ckas=inp.ckas, kss=inp.kss,
+        paireds=inp.paireds, presentation=snakemake.params.presentation,
+        out_dir=Path(snakemake.output.finetune_csv).parent)

@@ -1,0 +1,291 @@
+"""The typed settings of each stage and of each job, frozen, read by the stages.
+
+The schema (``workflow/schemas/config.schema.yaml``) is the only place defaults live:
+Snakemake's ``validate`` fills them in and :mod:`ilmoco.config.resolve` turns the filled
+config into these objects. Every field is read by name from its config section, so a setting
+is added end to end by one schema property and one dataclass field. The settings of a base
+or an intermediate term live beside its registry entry (:mod:`ilmoco.config.bases`,
+:mod:`ilmoco.config.terms`), not here, so adding one changes no stage's code.
+
+Fields come in two kinds:
+
+* **result fields** change what a stage produces; they are hashed into the rule's params
+  (Snakemake reruns the stage when one changes), into resume-checkpoint fingerprints, and
+  recorded next to each result;
+* **execution fields** (``metadata={"execution": True}``: device, data placement,
+  checkpoint interval, compile, channels_last, progress, and the import paths a run's
+  implementation is found by) only change how a stage runs: a finished run is not redone and
+  a resume checkpoint stays valid when they change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ilmoco.config.augment import AugmentSpec
+from ilmoco.io import ConfigError
+
+
+def execution(**kwargs):
+    """A dataclass field that only changes how a stage runs, never what it produces."""
+    return field(metadata={"execution": True}, **kwargs)
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    name: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    decay_norm_and_bias: bool  # official code: weight decay on every parameter
+    schedule: str
+    warmup_epochs: float
+
+
+@dataclass(frozen=True)
+class KnnSettings:
+    enabled: bool
+    k: int
+    temperature: float
+    bank_images: int
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """What pretraining and fine-tuning share: the network, the optimisation, the numerics,
+    and how the stage runs."""
+
+    arch: str
+    zero_init_residual: bool
+    epochs: int
+    batch_size: int
+    precision: str
+    deterministic: bool
+    log_every: int
+    augment_overrides: Mapping
+    optimizer: OptimizerSettings
+    device: str = execution()
+    data_placement: str = execution()
+    checkpoint_every: int = execution()
+    compile: bool = execution()
+    channels_last: bool = execution()
+    progress: str = execution()
+
+
+@dataclass(frozen=True)
+class PretrainSettings(TrainingSettings):
+    """``pretrain`` without the sections of the bases and terms (those resolve into each
+    run's ``base_settings`` and ``term``)."""
+
+    seed: int
+    val_max_images: int
+    select: str  # "last" epoch, or the epoch of lowest validation loss ("val_loss")
+    knn: KnnSettings
+
+
+@dataclass(frozen=True)
+class FinetuneSettings(TrainingSettings):
+    patience: int
+    min_steps_per_epoch: int
+    augment: bool
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    fraction: float
+    include_supervised: bool
+    supervised_reference: str  # "probe" the fine-tuned model, or its "finetune" result
+    random_init: bool
+    epochs: int
+    patience: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+
+
+@dataclass(frozen=True)
+class CKASettings:
+    kernel: str  # linear | rbf (median bandwidth x rbf_scale) | rbf_fixed (sigma)
+    sigma: float
+    rbf_scale: float
+    subset: int
+    repeats: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    resamples: int
+    seed: int
+    level: float
+    paper_interval: bool  # also report the official mean ± 1.96·sd/√B
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    seed: int
+    ratios: tuple[float, ...]
+    use_official: bool
+    ensure_each_class: bool
+    on_missing_class: str
+
+
+@dataclass(frozen=True)
+class PairedSettings:
+    baseline: str
+
+
+@dataclass(frozen=True)
+class BackboneRef:
+    """A network by its config name and the ``module:callable`` that builds it
+    (``builder(arch, in_channels, zero_init_residual, norm_layer=None)``)."""
+
+    arch: str
+    builder: str
+
+
+@dataclass(frozen=True)
+class DatasetSettings:
+    """One entry of ``datasets`` with its format's facts filled in (:mod:`config.formats`)."""
+
+    name: str
+    format: str
+    root: str
+    display: str
+    image_size: int
+    metric: str
+    augment: str
+    ks_reference: str | None
+    reader: str  # module:function reading the root
+    reader_options: Mapping  # keyword arguments of the reader
+    term_defaults: Mapping  # term kind -> {setting: value} (e.g. the dataset's MSE pooling)
+    fundus_crop: bool
+    synthetic: Mapping | None
+    synthetic_generator: str | None
+    public_images: int
+    paper: str | None  # the dataset's name in the paper's tables, if it is one of them
+
+
+@dataclass(frozen=True)
+class TermSpec:
+    """A pretraining's intermediate term, fully resolved: its kind, its settings (those of
+    the kind, per-block weights set to 0 on unused blocks; None for ``none``) and the
+    ``module:Class`` implementing it."""
+
+    kind: str
+    settings: typing.Any
+    model: str = execution()
+
+    @property
+    def weights(self) -> tuple[float, ...]:
+        return tuple(self.settings.weights) if self.settings is not None else (0.0,) * 4
+
+
+@dataclass(frozen=True)
+class PretrainRun:
+    """Everything one pretraining job needs besides its file paths."""
+
+    dataset: str
+    method: str
+    base: str
+    base_settings: typing.Any  # the base's settings (config.bases)
+    metric: str  # the dataset's, for the kNN monitor
+    term: TermSpec
+    augment: AugmentSpec
+    settings: PretrainSettings
+    base_model: str = execution()  # module:Class of the base
+    backbone: BackboneRef = execution()
+
+
+@dataclass(frozen=True)
+class FinetuneRun:
+    dataset: str
+    method: str
+    metric: str
+    augment: AugmentSpec | None
+    settings: FinetuneSettings
+    backbone: BackboneRef = execution()
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    dataset: str
+    method: str
+    metric: str
+    arch: str
+    settings: ProbeSettings
+    bootstrap: BootstrapSettings
+    device: str = execution()
+    precision: str = "auto"
+    backbone: BackboneRef | None = execution(default=None)
+
+
+@dataclass(frozen=True)
+class CKARun:
+    settings: CKASettings
+    level: float  # the interval level (bootstrap.level)
+    precision: str
+    device: str = execution()
+
+
+# ------------------------------------------------------------------ from config sections
+
+def _convert(value, hint):
+    """Lists become tuples (frozen); nested dataclass sections are built recursively."""
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value)
+    if origin in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        return _convert(value, args[0])
+    if origin is tuple and isinstance(value, (list, tuple)):
+        return tuple(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def build(cls, section: Mapping, where: str = ""):
+    """``cls`` from a validated config section: each field read by name."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in section:
+            raise ConfigError(f"{where}{f.name}", "missing (the schema should give a default)")
+        kwargs[f.name] = _convert(section[f.name], hints[f.name])
+    return cls(**kwargs)
+
+
+def result_fields(obj) -> dict:
+    """The fields of a settings object (recursively) that change results, as plain
+    builtins: a rule param (Snakemake's params trigger) and a fingerprint part."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: result_fields(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not f.metadata.get("execution")}
+    if isinstance(obj, Mapping):
+        return {str(k): result_fields(v) for k, v in sorted(obj.items())}
+    if isinstance(obj, (list, tuple)):
+        return [result_fields(v) for v in obj]
+    return obj
+
+
+def digest(obj) -> str:
+    """A short hash of ``result_fields(obj)``."""
+    text = json.dumps(result_fields(obj), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def execution_keys() -> dict[str, set[str]]:
+    """Config keys per section that only change how a stage runs."""
+    return {section: {f.name for f in dataclasses.fields(cls) if f.metadata.get("execution")}
+            for section, cls in (("pretrain", PretrainSettings),
+                                 ("finetune", FinetuneSettings))}

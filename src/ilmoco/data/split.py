@@ -1,0 +1,224 @@
+"""Seeded patient-level train/val/test split and nested, stratified label fractions.
+
+* Split: iterative stratification (Sechidis et al., 2011) over *patients*: rarest label
+  first, each patient goes to the split that most lacks that label, so no patient spans two
+  splits and label prevalence is kept as far as patients allow. Split sizes count patients.
+* Label fractions (``labeled_<pct>``): one seeded priority order of the train images,
+  stratified by each image's rarest label; a fraction is a prefix of that order, so every
+  image labelled at 1 % is labelled at 6 % (nested). Optionally the order starts with one
+  positive and one negative image per label, so even the smallest fraction has both classes.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from ilmoco.data.formats.base import DatasetMeta
+from ilmoco.io import InputError
+from ilmoco.names import fraction_column, pct_name
+
+SPLITS = ("train", "val", "test")
+
+def label_matrix(df: pd.DataFrame, meta: DatasetMeta) -> np.ndarray:
+    """Binary (n, L) matrix used for stratification (multiclass labels one-hot encoded)."""
+    if meta.task == "multiclass":
+        y = df[meta.label_columns[0]].to_numpy().astype(int)
+        return np.eye(meta.n_classes, dtype=np.int8)[y]
+    return df[meta.label_columns].to_numpy().astype(np.int8)
+
+
+def iterative_stratification(
+    y: np.ndarray, ratios, rng: np.random.Generator
+) -> np.ndarray:
+    """Assign each row of binary matrix ``y`` (n, L) to one of ``len(ratios)`` folds.
+
+    Returns fold indices (n,). Fold sizes follow ``ratios`` in rows; label counts per fold
+    follow ``ratios`` as closely as the greedy rarest-label-first order allows.
+    """
+    n, n_labels = y.shape
+    ratios = np.asarray(ratios, float) / np.sum(ratios)
+    want_rows = ratios * n
+    want_labels = ratios[:, None] * y.sum(0)[None, :].astype(float)
+    fold = np.full(n, -1)
+    order = rng.permutation(n)
+    remaining = np.ones(n, bool)
+    tiebreak = rng.random(len(ratios)) * 1e-9
+
+    def choose(scores_primary, scores_secondary):
+        best = np.flatnonzero(np.isclose(scores_primary, scores_primary.max()))
+        return int(best[np.argmax(scores_secondary[best] + tiebreak[best])])
+
+    while True:
+        counts = (y[remaining] > 0).sum(0)
+        active = np.flatnonzero(counts > 0)
+        if len(active) == 0:
+            break
+        lab = active[np.argmin(counts[active])]
+        for i in order[remaining[order] & (y[order, lab] > 0)]:
+            f = choose(want_labels[:, lab], want_rows)
+            fold[i] = f
+            remaining[i] = False
+            want_labels[f] -= y[i]
+            want_rows[f] -= 1
+    for i in order[remaining[order]]:
+        f = choose(want_rows, want_rows)
+        fold[i] = f
+        want_rows[f] -= 1
+    return fold
+
+
+def patient_split(
+    df: pd.DataFrame, meta: DatasetMeta, ratios=(0.7, 0.2, 0.1), seed: int = 0,
+    use_official: bool = False,
+) -> pd.Series:
+    """Split name per image; patients never span two splits."""
+    rng = np.random.default_rng(seed)
+    if meta.fixed_split or (use_official and meta.has_official_split):
+        if "official_split" not in df.columns:
+            raise InputError("split.use_official is set but the dataset has no official split")
+        off = df["official_split"].astype(str)
+        if meta.fixed_split:
+            return off.rename("split")
+        unlisted = df.loc[~off.isin(["trainval", "test"]), "image_id"]
+        if len(unlisted):
+            raise InputError(
+                f"{len(unlisted)} image(s) in neither train_val_list.txt nor test_list.txt, "
+                f"e.g. {list(unlisted.head(3))}; fix the lists or set split.use_official: false"
+            )
+        out = pd.Series("test", index=df.index, name="split")
+        tv = df.loc[off == "trainval"]
+        out.loc[tv.index] = patient_split(tv, meta, ratios[:2], seed).to_numpy()
+        return out
+    y = label_matrix(df, meta)
+    codes, patients = pd.factorize(df["patient_id"], sort=True)
+    yp = np.zeros((len(patients), y.shape[1]), np.int8)
+    np.maximum.at(yp, codes, y)
+    if len(patients) < len(ratios):
+        raise InputError(
+            f"only {len(patients)} patient(s): cannot make a patient-level "
+            f"{'/'.join(SPLITS[:len(ratios)])} split; add data"
+        )
+    fold = iterative_stratification(yp, ratios, rng)
+    return pd.Series(np.asarray(SPLITS)[fold[codes]], index=df.index, name="split")
+
+
+def _rarest_label_groups(y: np.ndarray) -> np.ndarray:
+    prevalence = y.sum(0).astype(float)
+    prevalence[prevalence == 0] = np.inf
+    score = np.where(y > 0, prevalence[None, :], np.inf)
+    group = np.argmin(score, axis=1)
+    group[~(y > 0).any(1)] = y.shape[1]  # images with no positive label
+    return group
+
+
+def stratified_priority(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A permutation whose every prefix keeps each group's share (group = rarest label)."""
+    group = _rarest_label_groups(y)
+    position = np.empty(len(y))
+    for g in np.unique(group):
+        idx = np.flatnonzero(group == g)
+        position[idx] = (rng.permutation(len(idx)) + rng.random(len(idx))) / len(idx)
+    return np.argsort(position, kind="stable")
+
+
+def label_fractions(
+    train: pd.DataFrame, meta: DatasetMeta, pcts, seed: int = 0,
+    ensure_each_class: bool = True, on_missing_class: str = "warn",
+) -> pd.DataFrame:
+    """Boolean ``labeled_<pct>`` columns over ``train`` rows, nested and stratified."""
+    n = len(train)
+    if n == 0:
+        raise InputError("the train split is empty; add data or change split ratios")
+    rng = np.random.default_rng(seed + 1_000_003)
+    y = label_matrix(train, meta)
+    order = stratified_priority(y, rng)
+    names = meta.label_columns if meta.task != "multiclass" else [
+        f"{meta.label_columns[0]}={k}" for k in range(meta.n_classes)]
+    binary_task = meta.task != "multiclass"
+
+    seed_set: list[int] = []
+    if ensure_each_class:
+        prevalence = y.sum(0)
+        for lab in np.argsort(prevalence, kind="stable"):
+            chosen = y[seed_set, lab] if seed_set else np.array([], int)
+            for want in ((1, 0) if binary_task else (1,)):
+                if (chosen == want).any():
+                    continue
+                cand = order[y[order, lab] == want]
+                if len(cand):
+                    seed_set.append(int(cand[0]))
+                    chosen = y[seed_set, lab]
+    in_seed = np.zeros(n, bool)
+    in_seed[seed_set] = True
+    priority = np.concatenate([np.asarray(seed_set, int), order[~in_seed[order]]])
+
+    out = {}
+    for pct in sorted(pcts):
+        target = int(round(n * float(pct) / 100.0))
+        if target == 0:
+            raise InputError(
+                f"label fraction {pct_name(pct)} % of {n} train images leaves no labelled "
+                "image; raise the fraction or add data"
+            )
+        k = max(target, len(seed_set)) if pct < 100 else n
+        if k > target and pct < 100:
+            warnings.warn(
+                f"labeled_{pct_name(pct)}: {k} images instead of {target} to keep one positive "
+                "and one negative per label", stacklevel=2)
+        mask = np.zeros(n, bool)
+        mask[priority[:k]] = True
+        out[fraction_column(pct)] = mask
+        _check_classes(y[mask], y, names, fraction_column(pct), on_missing_class, binary_task)
+    return pd.DataFrame(out, index=train.index)
+
+
+def _check_classes(y_sub, y_all, names, col, policy, binary_task) -> None:
+    problems = []
+    for j, name in enumerate(names):
+        if y_all[:, j].sum() == 0:
+            problems.append(f"train has no positive image of {name!r}")
+        elif y_sub[:, j].sum() == 0:
+            problems.append(f"{col} has no positive image of {name!r}")
+        elif binary_task and (y_sub[:, j] == 0).sum() == 0 and (y_all[:, j] == 0).any():
+            problems.append(f"{col} has no negative image of {name!r}")
+    if not problems:
+        return
+    msg = "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
+    if policy == "error":
+        raise InputError(f"{msg}; lower split.on_missing_class to 'warn' or add data")
+    warnings.warn(msg, stacklevel=3)
+
+
+def labelled_sets(split: pd.DataFrame, pct: float, source) -> dict[str, pd.DataFrame]:
+    """Train (labelled at ``pct``), val and test rows of a split; refuses an empty set."""
+    col = fraction_column(pct)
+    if col not in split.columns:
+        raise InputError(f"{source}: no column {col}; add {pct:g} to `fractions`")
+    sets = {"train": split[(split["split"] == "train") & split[col].astype(bool)],
+            "val": split[split["split"] == "val"], "test": split[split["split"] == "test"]}
+    for name, part in sets.items():
+        if len(part) == 0:
+            raise InputError(f"{source}: the {name} set of {col} is empty; add data")
+    return sets
+
+
+def make_split(
+    manifest: pd.DataFrame, meta: DatasetMeta, *, ratios=(0.7, 0.2, 0.1), seed: int = 0,
+    fractions=(1, 6, 100), use_official: bool = False, ensure_each_class: bool = True,
+    on_missing_class: str = "warn",
+) -> pd.DataFrame:
+    """The ``split.csv`` table: image_id, patient_id, split, labels, aux, labeled_<pct>."""
+    split = patient_split(manifest, meta, ratios, seed, use_official)
+    cols = ["image_id", "patient_id"] + meta.label_columns + [
+        c for c in meta.aux_columns if c != "official_split"]
+    out = manifest[cols].copy()
+    out.insert(2, "split", split.to_numpy())
+    train = out.loc[out["split"] == "train"]
+    fr = label_fractions(train, meta, fractions, seed, ensure_each_class, on_missing_class)
+    for col in fr.columns:
+        out[col] = False
+        out.loc[fr.index, col] = fr[col].to_numpy()
+    return out

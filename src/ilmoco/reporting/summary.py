@@ -1,0 +1,134 @@
+"""The README's account of a run, written from its results (never typed by hand).
+
+* **Did self-supervised learning happen?** Per dataset and method: the last training
+  InfoNCE against its chance level ln(K + 1), the kNN monitor at the last epoch, and the
+  block-4 linear probe against the random-init control, and each encoder's best block
+  against the control's best block (random features can already solve much of a task).
+* **Which method wins?** Per dataset and label fraction, each method's paired difference to
+  the baseline (same resampled test patients); a difference counts only where its interval
+  excludes zero, everything else is reported as within noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ilmoco.names import RANDOM_INIT
+
+
+def pretraining_rows(curves: dict, chance: dict, probes: pd.DataFrame) -> pd.DataFrame:
+    """``curves``: (dataset, method) -> pretraining metrics.csv frame; ``chance``: method ->
+    (InfoNCE of an encoder that learned nothing, label) for the MoCo-based methods."""
+    rows = []
+    for (dataset, method), df in sorted(curves.items()):
+        train = df[df["loss"].notna()] if "loss" in df else df
+        knn = [c for c in df.columns if c.startswith("knn_")]
+        row = {"dataset": dataset, "method": method}
+        if "infonce" in train and len(train):
+            row["infonce"] = float(train["infonce"].iloc[-1])
+            row["chance"] = float(chance[method][0])
+        if knn and df[knn[0]].notna().any():
+            row["knn"] = float(df[knn[0]].dropna().iloc[-1])
+        here = probes[probes["dataset"] == dataset]
+        mine, ctrl = here[here["method"] == method], here[here["method"] == RANDOM_INIT]
+        own4, ctrl4 = (f.loc[f["block"] == "block4", "estimate"] for f in (mine, ctrl))
+        if len(own4) and len(ctrl4):
+            row["probe"], row["random_probe"] = float(own4.iloc[0]), float(ctrl4.iloc[0])
+        early = ctrl.loc[ctrl["block"] != "block4", "estimate"]
+        if len(early):
+            row["random_early"] = float(early.max())
+        if len(mine) and len(ctrl):
+            row["best_probe"] = float(mine["estimate"].max())
+            row["random_best"] = float(ctrl["estimate"].max())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def learning_table(rows: pd.DataFrame, display: dict, datasets: dict) -> str:
+    lines = ["| dataset | method | InfoNCE at the end | chance ln(K+1) | kNN monitor | "
+             "block-4 probe | random-init block-4 |", "|---|---|---:|---:|---:|---:|---:|"]
+    def num(r, key, fmt, scale=1.0):
+        v = r.get(key, np.nan)
+        return format(v * scale, fmt) if pd.notna(v) else "–"
+
+    for _, r in rows.iterrows():
+        lines.append(f"| {datasets.get(r['dataset'], r['dataset'])} | "
+                     f"{display.get(r['method'], r['method'])} | {num(r, 'infonce', '.2f')} | "
+                     f"{num(r, 'chance', '.2f')} | {num(r, 'knn', '.1f', 100)} | "
+                     f"{num(r, 'probe', '.1f', 100)} | {num(r, 'random_probe', '.1f', 100)} |")
+    return "\n".join(lines) + "\n"
+
+
+def learning_sentences(rows: pd.DataFrame, display: dict) -> list[str]:
+    """What the pretraining numbers show, with the ranges measured."""
+    out = []
+    moco_like = rows[rows["infonce"].notna()] if "infonce" in rows else rows.iloc[0:0]
+    if len(moco_like):
+        below = moco_like["chance"] - moco_like["infonce"]
+        out.append(f"Every MoCo pretraining ended with InfoNCE {below.min():.2f}-"
+                   f"{below.max():.2f} nats below chance (ln(K+1) = "
+                   f"{moco_like['chance'].iloc[0]:.2f}).")
+    if "probe" in rows and rows["probe"].notna().any():
+        gain = (rows["probe"] - rows["random_probe"]) * 100
+        ctrl = rows["random_probe"].dropna() * 100
+        out.append(f"The random-init control scores {ctrl.min():.1f}-{ctrl.max():.1f} "
+                   f"with a block-4 linear probe; the pretrained encoders beat it by "
+                   f"{gain.min():+.1f} to {gain.max():+.1f} points.")
+        if "random_early" in rows and rows["random_early"].notna().any():
+            early = rows.groupby("dataset")["random_early"].first().dropna() * 100
+            out.append("Below block 4 the random-init control already scores up to "
+                       + ", ".join(f"{v:.1f} on {d}" for d, v in early.items())
+                       + ": that much of each task is readable from random features.")
+        if "best_probe" in rows and rows["best_probe"].notna().any():
+            best = (rows["best_probe"] - rows["random_best"]).dropna() * 100
+            out.append(f"Best block against best block, the pretrained encoders score "
+                       f"{best.min():+.1f} to {best.max():+.1f} points from the control.")
+        weak = rows[gain < 10]
+        if len(weak):
+            names = ", ".join(f"{display.get(m, m)} on {d}"
+                              for d, m in zip(weak["dataset"], weak["method"]))
+            out.append(f"Less than 10 points above the control: {names}.")
+    return out
+
+
+def paired_sentences(paired: pd.DataFrame, display: dict, datasets: dict,
+                     level: float = 0.95) -> list[str]:
+    """Per dataset and fraction: the differences whose interval excludes zero, the rest
+    named as within noise."""
+    if paired is None or paired.empty:
+        return ["No paired comparison was run (one method)."]
+    out, n_real, n_all = [], 0, 0
+    for (d, f), g in paired.groupby(["dataset", "fraction"], sort=True):
+        base = display.get(g["baseline"].iloc[0], g["baseline"].iloc[0])
+        real, noise = [], []
+        for _, r in g.iterrows():
+            name = display.get(r["method"], r["method"])
+            cell = f"{name} {r['estimate'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, " \
+                   f"{r['ci_high'] * 100:+.1f}]"
+            n_all += 1
+            if r["ci_low"] > 0 or r["ci_high"] < 0:
+                real.append(cell)
+                n_real += 1
+            else:
+                noise.append(name)
+        text = f"{datasets.get(d, d)}, {f:g} % labels, against {base}: "
+        text += ("; ".join(real) + " (interval excludes 0)") if real else "no difference"
+        text += (f"; within noise: {', '.join(noise)}." if noise else ".")
+        out.append(text)
+    out.insert(0, f"{n_real} of {n_all} paired differences to the baseline have a "
+                  f"{100 * level:g} % interval that excludes zero; the others are within the "
+                  "noise of this test set.")
+    return out
+
+
+def demo_markdown(*, figure: str, finetune_md: str, rows: pd.DataFrame,
+                  paired: pd.DataFrame, display: dict, datasets: dict,
+                  level: float = 0.95) -> str:
+    parts = [f"![fine-tuning, first dataset]({figure})", "",
+             "**Did self-supervised learning happen?**", "",
+             learning_table(rows, display, datasets), "",
+             *[f"* {s}" for s in learning_sentences(rows, display)], "",
+             finetune_md.strip(), "", "**Which method wins?**", "",
+             *[f"* {s}" for s in paired_sentences(paired, display, datasets, level)], ""]
+    return "\n".join(parts)

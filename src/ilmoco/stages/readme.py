@@ -1,0 +1,36 @@
+"""The ``readme`` stage: the README's demo section refreshed from the DAG's own outputs
+(nothing typed by hand)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from ilmoco.io import write_text
+from ilmoco.reporting.summary import demo_markdown, pretraining_rows
+
+START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
+
+
+def run(*, inputs, presentation: dict, out_figure, out_summary) -> None:
+    """``inputs``: the rule's named files (``figure``, ``finetune``, ``paired``, ``layer``,
+    ``pretrain:<dataset>:<method>``, ``readme``)."""
+    inp, view = inputs, presentation
+    shutil.copyfile(inp["figure"], out_figure)
+    curves = {tuple(key.split(":")[1:]): pd.read_csv(path) for key, path in inp.items()
+              if key.startswith("pretrain:")}
+    rows = pretraining_rows(curves, view["chance"], pd.read_csv(inp["layer"]))
+    paired = pd.read_csv(inp["paired"])
+    text = demo_markdown(figure=out_figure, finetune_md=Path(inp["finetune"]).read_text(),
+                         rows=rows, paired=paired, display=view["display"],
+                         datasets=view["datasets"], level=view["level"])
+    write_text(out_summary, text)
+    readme = Path(inp["readme"])
+    old = readme.read_text()
+    if START not in old or END not in old:
+        raise ValueError(f"{readme}: markers {START} / {END} not found")
+    head, rest = old.split(START, 1)
+    _, tail = rest.split(END, 1)
+    write_text(readme, f"{head}{START}\n{text}{END}{tail}")

@@ -1,0 +1,169 @@
+"""The one training loop, shared by pretraining and fine-tuning.
+
+* Batches come from a :class:`~ilmoco.data.batches.BatchSource`; every random draw of step ``s``
+  comes from its own generator (:func:`~ilmoco.training.runtime.step_generator`), so a resumed run
+  replays exactly what an uninterrupted run would have done.
+* Resume checkpoints (model, optimiser, loop position, caller state, loss history) are
+  written every ``checkpoint_every`` steps and at each epoch end.
+* A non-finite loss stops training with the step number (checked every step on CPU, at each
+  log interval on GPU to avoid a host sync per step, and always before a checkpoint).
+* The log gets progress lines (a bar on a terminal) and one summary line per epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ilmoco import dist
+from ilmoco.data.batches import BatchSource
+from ilmoco.models.losses import upcast
+from ilmoco.runlog import Progress, log
+from ilmoco.training.checkpoints import ResumeCheckpoint
+from ilmoco.training.runtime import step_generator
+
+
+@dataclass
+class LoopState:
+    epoch: int = 0
+    step: int = 0  # next step within ``epoch``
+    history: list = field(default_factory=list)  # rows of logged metrics
+    extra: dict = field(default_factory=dict)  # caller-owned state (early stopping...)
+    stopped: bool = False
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def _mean_over_ranks(sums: dict, count: int) -> dict:
+    """Interval means of the logged terms, averaged over data-parallel ranks."""
+    if not sums:
+        return {}
+    keys = sorted(sums)
+    v = torch.stack([sums[k] for k in keys]) / count
+    if dist.is_dist():
+        torch.distributed.all_reduce(v)
+        v = v / dist.world_size()
+    return dict(zip(keys, v.tolist()))
+
+
+def epoch_summary(epoch: int, epochs: int, rows: list[dict], seconds: float) -> str:
+    """``epoch 3/8 | loss 4.81 infonce 4.70 | val_infonce 4.9 | 12.3 s``: the epoch's last
+    training row merged with the rows the stage added at its end (validation, monitors)."""
+    merged: dict = {}
+    for r in rows:
+        merged.update({k: v for k, v in r.items() if k not in ("step", "epoch", "best")})
+    items = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in merged.items()]
+    return f"epoch {epoch + 1}/{epochs} | " + " ".join(items) + f" | {seconds:.1f} s"
+
+
+def train_loop(
+    *, modules: nn.Module, optimizer: torch.optim.Optimizer, source: BatchSource, epochs: int,
+    step_fn: Callable, lr_fn: Callable[[int], float], resume: ResumeCheckpoint | None,
+    seed: int, checkpoint_every: int = 0, log_every: int = 10,
+    on_epoch_end: Callable[[int, LoopState], bool] | None = None,
+    desc: str = "train", progress: str = "auto", pairs_per_step: int | None = None,
+    log_throughput: bool = True,
+) -> LoopState:
+    """Run (or resume) training.
+
+    Args:
+        modules: everything whose state is checkpointed (and put in train mode each epoch).
+        step_fn: ``(x, y, gen, step) -> (loss, logs)`` for one batch; ``step`` is global.
+        lr_fn: ``step -> learning rate``.
+        resume: where resume checkpoints go (None: no checkpoints).
+        on_epoch_end: ``(epoch, state) -> stop``; may append rows to ``state.history`` and
+            keep its own state in ``state.extra``.
+        progress: ``auto`` (a bar on a terminal, else lines), ``bar``, ``lines`` or ``quiet``.
+
+    Returns:
+        The final loop state.
+    """
+    device = source.device
+    state = LoopState()
+    saved = resume.load() if resume else None
+    if saved is not None:
+        modules.load_state_dict(saved["modules"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = LoopState(**saved["loop"])
+        log(f"resuming {desc} from epoch {state.epoch} step {state.step}")
+    sums: dict[str, torch.Tensor] = dict(saved["log_sums"]) if saved else {}
+    n_acc = int(saved["log_count"]) if saved else 0
+    steps_per_epoch = source.steps_per_epoch
+    total = epochs * steps_per_epoch
+    check_every = 1 if device.type == "cpu" else max(1, log_every)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+    def save():
+        if resume is not None:
+            check_finite()
+            resume.save({"modules": modules.state_dict(), "optimizer": optimizer.state_dict(),
+                         "loop": state.__dict__, "log_sums": sums, "log_count": n_acc})
+
+    def check_finite():
+        bad = int(first_bad)
+        if bad >= 0:
+            raise NonFiniteLoss(f"{desc}: loss became NaN/inf at step {bad} "
+                                f"(epoch {bad // steps_per_epoch}); lower the learning rate "
+                                "or check the input data")
+
+    bar = None
+    if dist.rank() == 0 and progress != "quiet":
+        bar = Progress(total, state.epoch * steps_per_epoch + state.step, desc, progress)
+    t_last = t_epoch = time.perf_counter()
+    while state.epoch < epochs and not state.stopped:
+        modules.train()
+        first_row = len(state.history)
+        for s, (x, y) in source.iterate(state.epoch, state.step):
+            step = state.epoch * steps_per_epoch + s
+            lr = lr_fn(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, logs = step_fn(x, y, step_generator(seed, step, device), step)
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
+                                    torch.full_like(first_bad, step), first_bad)
+            if (step + 1) % check_every == 0:
+                check_finite()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for k, v in logs.items():
+                v = upcast(v)
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            n_acc += 1
+            state.step = s + 1
+            logged = None
+            if (step + 1) % log_every == 0 or state.step == steps_per_epoch:
+                check_finite()
+                now = time.perf_counter()
+                row = {"step": step + 1, "epoch": state.epoch, "lr": lr}
+                row.update(_mean_over_ranks(sums, n_acc))
+                if log_throughput:  # timing: the only column a rerun does not reproduce
+                    per = pairs_per_step or source.batch_size
+                    row["throughput"] = n_acc * per / max(now - t_last, 1e-9)
+                state.history.append(row)
+                logged = row
+                sums, n_acc, t_last = {}, 0, now
+            if bar is not None:
+                bar.update(1, **({"loss": f"{logged['loss']:.3f}"}
+                                 if logged and "loss" in logged else {}))
+            if checkpoint_every and (step + 1) % checkpoint_every == 0 and \
+                    state.step < steps_per_epoch:
+                save()
+        stop = on_epoch_end(state.epoch, state) if on_epoch_end else False
+        if bar is not None:
+            now = time.perf_counter()
+            bar.write(epoch_summary(state.epoch, epochs, state.history[first_row:][-3:],
+                                    now - t_epoch))
+            t_epoch = now
+        state.epoch, state.step = state.epoch + 1, 0
+        state.stopped = bool(stop)
+        save()
+    if bar is not None:
+        bar.close()
+    return state

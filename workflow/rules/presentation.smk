@@ -1,0 +1,82 @@
+# What the report shows and reads: its targets, the inputs of its rules, the presentation.
+from ilmoco.config.bases import BASES  # noqa: E402
+from ilmoco.reporting.specs import FIGURES, TABLES  # noqa: E402
+
+
+def report_targets():
+    out = expand("results/tables/{table}.{ext}", table=list(TABLES), ext=["csv", "md", "tex"])
+    return out + expand(f"{FIG}.{{ext}}", dataset=DATASETS, figure=figures(), ext=["png", "pdf"])
+
+
+def figures():
+    """The per-dataset figures this run produces."""
+    return [f for f in FIGURES if (f != "ks_cdf" or HAS_FULL)
+            and (f != "paired_difference" or len(METHODS) > 1)]
+
+
+def ablation(name):
+    """With variants configured, the paired comparisons form the report's Ablations."""
+    return name == "paired_difference" and bool(config.get("variants"))
+
+
+def table_output(name, ext):
+    path = f"results/tables/{name}.{ext}"
+    if ext != "csv":
+        return path
+    return report(path, caption=f"../report/table_{name}.rst",
+                  category="Ablations" if ablation(name) else "Tables", labels={"table": name})
+
+
+def figure_output(name, ext):
+    path = FIG.replace("{figure}", name) + f".{ext}"
+    if ext != "png":
+        return path
+    return report(path, caption=f"../report/fig_{name}.rst",
+                  category="Ablations" if ablation(name) else "{dataset}",
+                  subcategory="{dataset}" if ablation(name) else name.replace("_", " "),
+                  labels={"dataset": "{dataset}", "figure": name})
+
+
+
+def table_inputs(wildcards):
+    d = DATASETS
+    return {
+        "finetune": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
+                           seed=SEEDS),
+        "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
+        "ckas": expand(CKA, dataset=d, method=SSL),
+        "kss": expand(KS, dataset=d) if HAS_FULL else [],
+        "paireds": expand(PAIRED, dataset=d) if len(METHODS) > 1 else [],
+    }
+
+
+def presentation():
+    """How tables and figures show the run: method order and display names, interval level,
+    each base's loss and its chance level (so a caption or a name reruns only the report)."""
+    return {
+        "order": METHODS + [RANDOM_INIT],
+        "display": S.display_names,
+        "datasets": {d: ds.display for d, ds in S.datasets.items()},
+        "level": S.bootstrap.level,
+        "supervised_from_finetune": S.probe.supervised_reference == "finetune",
+        "paper_datasets": {d: ds.paper for d, ds in S.datasets.items()},
+        "losses": {col: label for b in BASES.values() for col, label in b.losses.items()},
+        "chance": {m: S.base_chance(m) for m in SSL},
+    }
+
+
+def figure_inputs(wildcards):
+    d = wildcards.dataset
+    out = {
+        "metrics": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
+                          seed=SEEDS),
+        "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
+        "ckas": expand(CKA, dataset=d, method=SSL),
+        **{f"pretrain:{m}": PRETRAIN_METRICS.format(dataset=d, method=m) for m in SSL},
+        **runs(d, ["predictions"]),
+    }
+    if HAS_FULL:
+        out["ks"] = KS.format(dataset=d)
+    if len(METHODS) > 1:
+        out["paired"] = PAIRED.format(dataset=d)
+    return out
