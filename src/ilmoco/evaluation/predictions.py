@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ilmoco.data.formats.base import DatasetMeta
-from ilmoco.io import write_csv
+from ilmoco.io import read_table, write_csv
 
 
 def write_predictions(path, df: pd.DataFrame, meta: DatasetMeta, y, p) -> None:
@@ -28,7 +28,7 @@ def write_predictions(path, df: pd.DataFrame, meta: DatasetMeta, y, p) -> None:
 
 def read_predictions(path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """(frame, y, p) from a ``predictions.csv``; p is (n,) for binary tasks."""
-    df = pd.read_csv(path, dtype={"image_id": str, "patient_id": str})
+    df = read_table(path)
     ycols = [c for c in df.columns if c.startswith("y_")]
     pcols = [c for c in df.columns if c.startswith("p_")]
     y, p = df[ycols].to_numpy(), df[pcols].to_numpy()
