@@ -9,10 +9,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "config.yaml"
 SMOKE = ROOT / "config" / "smoke.yaml"
 SMOKE_CONFIG = (DEMO, SMOKE)  # the smoke run is layered over the demo, as the user would
+# The smoke run's methods and fractions (the counts of its jobs follow from them).
+SMOKE_METHODS = yaml.safe_load(SMOKE.read_text())["methods"]
+SMOKE_SSL = [m for m in SMOKE_METHODS if m != "supervised"]
+SMOKE_RUNS = len(SMOKE_METHODS) * len(yaml.safe_load(SMOKE.read_text())["fractions"])
 
 
 def snakemake(*args, workdir=None, configfiles=SMOKE_CONFIG, env=None, check=True,

@@ -19,7 +19,15 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from snakerun import ROOT, SMOKE_CONFIG, planned_jobs, snakemake
+from snakerun import (
+    ROOT,
+    SMOKE_CONFIG,
+    SMOKE_METHODS,
+    SMOKE_RUNS,
+    SMOKE_SSL,
+    planned_jobs,
+    snakemake,
+)
 
 from ilmoco.io import torch_load
 
@@ -33,7 +41,7 @@ def write(path, text):
 
 def test_smoke_dag_produces_every_result(smoke_run):
     res, ds = smoke_run / "results", "dr_synth"
-    methods = ("supervised", "moco", "moco_mse", "byol_bt")
+    methods = SMOKE_METHODS
     for m in methods:
         for pct in ("6", "100"):
             d = res / ds / "finetune" / m / f"labeled_{pct}" / "seed0"
@@ -51,7 +59,7 @@ def test_smoke_dag_produces_every_result(smoke_run):
     assert {"byol", "bt_block1", "bt_block4"} <= set(byol.columns)
     assert (res / ds / "probe" / "random_init" / "probe.csv").exists()
     paired = pd.read_csv(res / ds / "analysis" / "paired.csv")
-    assert set(paired["method"]) == {"supervised", "moco_mse", "byol_bt"}
+    assert set(paired["method"]) == set(SMOKE_METHODS) - {"moco"}
     assert set(paired["baseline"]) == {"moco"}
     split = pd.read_csv(res / ds / "data" / "split.csv")
     assert set(split["half"]) == {"train", "test"}  # both EyePACS halves were read
@@ -60,7 +68,7 @@ def test_smoke_dag_produces_every_result(smoke_run):
         for ext in ("csv", "md", "tex"):
             assert (res / "tables" / f"{t}.{ext}").stat().st_size > 0
     ft = pd.read_csv(res / "tables" / "finetune.csv")
-    assert len(ft) == 4 * 2 and set(ft.columns) >= {"estimate", "ci_low", "ci_high",
+    assert len(ft) == SMOKE_RUNS and set(ft.columns) >= {"estimate", "ci_low", "ci_high",
                                                      "n_seeds"}
     assert "nothing to compare" in (res / "tables" / "paper_comparison.md").read_text()
     assert "Random init" in (res / "tables" / "layer_probe.md").read_text()
@@ -113,13 +121,14 @@ def test_execution_settings_plan_nothing(smoke_run, tmp_path):
 def test_a_result_setting_reruns_its_stage_and_what_depends_on_it(smoke_run, tmp_path):
     cfg = write(tmp_path / "lr.yaml", "finetune: {optimizer: {lr: 0.002}}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["finetune"] == 8
+    assert jobs["finetune"] == SMOKE_RUNS
     assert not {"synthetic_data", "manifest", "split", "cache", "pretrain"} & set(jobs)
     assert set(jobs) <= {"finetune", "evaluate", "probe", "cka", "ks", "paired", "tables",
                          "figures", "all", "resolved_config"}
     cfg = write(tmp_path / "epochs.yaml", "pretrain: {epochs: 3}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["pretrain"] == 3 and jobs["finetune"] == 3 * 2  # not supervised
+    assert jobs["pretrain"] == len(SMOKE_SSL)
+    assert jobs["finetune"] == len(SMOKE_SSL) * 2  # not supervised
     assert not {"synthetic_data", "manifest", "split", "cache"} & set(jobs)
     cfg = write(tmp_path / "bt.yaml", "pretrain: {bt: {lambda_off: 0.001}}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
@@ -127,14 +136,15 @@ def test_a_result_setting_reruns_its_stage_and_what_depends_on_it(smoke_run, tmp
     # interval settings: only the statistics, never the training
     cfg = write(tmp_path / "boot.yaml", "bootstrap: {resamples: 60}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["evaluate"] == 8 and not {"pretrain", "finetune", "cka", "ks"} & set(jobs)
+    assert jobs["evaluate"] == SMOKE_RUNS and not {"pretrain", "finetune", "cka", "ks"} & set(jobs)
 
 
 def test_changing_the_split_seed_reruns_everything_downstream_of_the_split(smoke_run,
                                                                             tmp_path):
     cfg = write(tmp_path / "seed.yaml", "split: {seed: 1}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["split"] == 1 and jobs["pretrain"] == 3 and jobs["finetune"] == 8
+    assert jobs["split"] == 1 and jobs["pretrain"] == len(SMOKE_SSL)
+    assert jobs["finetune"] == SMOKE_RUNS
     assert not {"synthetic_data", "manifest", "cache"} & set(jobs)
 
 
@@ -177,7 +187,8 @@ def test_a_code_change_reruns_only_the_stages_that_run_it(smoke_run, tmp_path):
     losses = copy / "src/ilmoco/models/losses.py"  # the losses: training and what follows
     losses.write_text(losses.read_text() + "\nCHANGED = True\n")
     jobs = planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile")
-    assert jobs["pretrain"] == 3 and jobs["finetune"] == 8 and jobs["probe"] == 5
+    assert jobs["pretrain"] == len(SMOKE_SSL) and jobs["finetune"] == SMOKE_RUNS
+    assert jobs["probe"] == len(SMOKE_SSL) + 2  # the control and the supervised model
     assert not {"synthetic_data", "manifest", "split", "cache"} & set(jobs)
 
 

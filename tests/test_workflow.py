@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 import yaml
-from snakerun import DEMO, ROOT, SMOKE_CONFIG, planned_jobs, snakemake
+from snakerun import DEMO, ROOT, SMOKE_CONFIG, SMOKE_RUNS, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -47,11 +47,11 @@ def test_full_default_dag_dry_run(tmp_path):
 def test_seeds_multiply_finetuning_also_from_the_command_line(tmp_path):
     cfg = write(tmp_path / "seeds.yaml", "seeds: [0, 1]\n")
     jobs = planned_jobs(configfiles=(*SMOKE_CONFIG, cfg), workdir=tmp_path)
-    assert jobs["finetune"] == 4 * 2 * 2  # methods x fractions x seeds
+    assert jobs["finetune"] == SMOKE_RUNS * 2  # methods x fractions x seeds
     # --config values are strings to Snakemake; the schema's types read them
     jobs = planned_jobs("--config", "seeds=[0,1]", "fractions=[6, 100]",
                         "pretrain={epochs: 3}", workdir=tmp_path)
-    assert jobs["finetune"] == 4 * 2 * 2
+    assert jobs["finetune"] == SMOKE_RUNS * 2
 
 
 @pytest.mark.parametrize("yaml_text,message", [
