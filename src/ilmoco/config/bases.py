@@ -39,6 +39,13 @@ class BYOLSettings:
 
 
 @dataclass(frozen=True)
+class SimSiamSettings:
+    dim: int
+    hidden: int
+    predictor_hidden: int
+
+
+@dataclass(frozen=True)
 class BaseSpec:
     """One self-supervised base.
 
@@ -79,4 +86,7 @@ BASES: dict[str, BaseSpec] = {b.name: b for b in (
     # both views through both networks: twice MoCo's passes
     BaseSpec("byol", "BYOL", "ilmoco.models.bases.byol:BYOL", BYOLSettings, cost=2.0,
              losses={"byol": "BYOL loss"}),
+    # both views through one network with gradients: 1.5x MoCo's passes; no queue, no EMA
+    BaseSpec("simsiam", "SimSiam", "ilmoco.models.bases.simsiam:SimSiam", SimSiamSettings,
+             cost=1.5, losses={"simsiam": "SimSiam loss (−cos)"}),
 )}
