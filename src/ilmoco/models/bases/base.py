@@ -60,6 +60,20 @@ class Encoder(nn.Module):
         return (F.normalize(z, dim=1) if self.normalize else z), blocks
 
 
+def with_symmetric_terms(loss, logs: dict, term, first: tuple, second: tuple,
+                         training: bool):
+    """``loss`` plus the intermediate term in both directions, averaged (bases that pass both
+    views through the learning network): ``first`` = (view-1 blocks, the other branch's
+    view-2 blocks), ``second`` the reverse. Each averaged term and the total are logged."""
+    forward, backward = term(*first, training=training), term(*second, training=training)
+    for name, t in forward.items():
+        t = (t + backward[name]) / 2
+        logs[name] = t.detach()
+        loss = loss + t
+    logs["loss"] = loss.detach()
+    return loss, logs
+
+
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     """BYOL's projector / predictor (and SimSiam's predictor): Linear-BN-ReLU-Linear."""
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden),

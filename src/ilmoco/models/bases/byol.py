@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ilmoco.config.settings import TermSpec
-from ilmoco.models.bases.base import Encoder, SSLBase, mlp
+from ilmoco.models.bases.base import Encoder, SSLBase, mlp, with_symmetric_terms
 from ilmoco.models.losses import byol_loss
 from ilmoco.models.momentum import ema_update, momentum_copy
 from ilmoco.models.terms.base import build_term
@@ -58,15 +58,8 @@ class BYOL(SSLBase):
             t1, tb1 = self.target(x1)
             t2, tb2 = self.target(x2)
         loss = (byol_loss(p1, t2) + byol_loss(p2, t1)) / 2
-        logs = {"byol": loss.detach()}
-        forward_terms = self.term(b1, tb2, training=update)
-        backward_terms = self.term(b2, tb1, training=update)
-        for name, t in forward_terms.items():
-            t = (t + backward_terms[name]) / 2
-            logs[name] = t.detach()
-            loss = loss + t
-        logs["loss"] = loss.detach()
-        return loss, logs
+        return with_symmetric_terms(loss, {"byol": loss.detach()}, self.term, (b1, tb2),
+                                    (b2, tb1), update)
 
     def trainable_modules(self) -> nn.ModuleList:
         return nn.ModuleList([self.online, self.predictor, self.term])

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ilmoco.config.settings import TermSpec
-from ilmoco.models.bases.base import Encoder, SSLBase, mlp
+from ilmoco.models.bases.base import Encoder, SSLBase, mlp, with_symmetric_terms
 from ilmoco.models.losses import full_precision, upcast
 from ilmoco.models.terms.base import build_term
 
@@ -67,15 +67,8 @@ class SimSiam(SSLBase):
         z2, b2 = self.encoder(x2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         loss = (simsiam_loss(p1, z2) + simsiam_loss(p2, z1)) / 2
-        logs = {"simsiam": loss.detach()}
-        forward_terms = self.term(b1, b2, training=update)
-        backward_terms = self.term(b2, b1, training=update)
-        for name, t in forward_terms.items():
-            t = (t + backward_terms[name]) / 2
-            logs[name] = t.detach()
-            loss = loss + t
-        logs["loss"] = loss.detach()
-        return loss, logs
+        return with_symmetric_terms(loss, {"simsiam": loss.detach()}, self.term, (b1, b2),
+                                    (b2, b1), update)
 
     def trainable_modules(self) -> nn.ModuleList:
         return nn.ModuleList([self.encoder, self.predictor, self.term])
