@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 CORES ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
@@ -16,10 +17,16 @@ help:
 	@echo "make demo | test | test-fast | lint | report | readme-results | slurm-profile |"
 	@echo "     calibrate | estimate CONFIG=... | clean-results"
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# The default run needs requirements.txt only; the tests also the dev tools and the optional
+# libraries of the features they test (requirements-extras.txt).
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "$(PYTHON) -m venv failed; on Debian/Ubuntu: sudo apt-get install python3-venv"; exit 1; }
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt requirements-extras.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -r requirements-extras.txt
 	@touch $@
 
 install: $(STAMP)
@@ -29,14 +36,14 @@ demo: $(STAMP)
 	$(SNAKEMAKE) --cores $(CORES) --report results/report.html
 
 # pytest exits 5 when it collects no tests: not a failure of this command.
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 # The unit tests alone (no Snakemake runs), for the edit loop.
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src workflow/scripts tests bench
 	$(BIN)/lint-imports
 	$(SNAKEMAKE) --lint
