@@ -59,7 +59,9 @@ def test_finetune_table_values_and_interval_cells(tmp_path):
     assert row.ci_high == pytest.approx(0.73) and row.n_seeds == 1
     assert row.estimate_last == pytest.approx(0.69)
     md = (out / "finetune.md").read_text().splitlines()
-    assert md[0] == "**Fine-tuned test metric (x100) with 95 % CI, by label fraction**"
+    assert md[0] == ("**Fine-tuned test metric (x100) with 95 % interval over resampled test "
+                     "patients, one training run (seed-to-seed variation not included), by "
+                     "label fraction**")
     head = next(ln for ln in md if ln.startswith("| dataset"))
     assert head.split("|")[4:8] == [" Supervised ", " MoCo ", " MoCo+MSE ", " MoCo+BT "]
     one = next(ln for ln in md if "| 1 % |" in ln)
@@ -91,11 +93,35 @@ def test_best_is_marked_only_for_a_unique_non_overlapping_best():
                              None) == set()  # CKA, differences: "best" means nothing
 
 
-def test_caption_follows_the_configured_level(tmp_path):
+def test_caption_follows_the_configured_level_and_says_what_the_interval_covers(tmp_path):
     out, _ = build(tmp_path, write_finetune(tmp_path, {("d", "moco", 1): 0.7}), level=0.9)
-    assert (out / "finetune.md").read_text().startswith(
-        "**Fine-tuned test metric (x100) with 90 % CI")
-    assert r"90 \% CI" in (out / "finetune.tex").read_text()
+    md = (out / "finetune.md").read_text()
+    assert md.startswith("**Fine-tuned test metric (x100) with 90 % interval over resampled "
+                         "test patients, one training run (seed-to-seed variation not "
+                         "included)")
+    assert r"90 \% interval over resampled test patients" in (out / "finetune.tex").read_text()
+    three = tmp_path / "three"
+    three.mkdir()
+    out, _ = build(three, write_finetune(three, {("d", "moco", 1): 0.7}, seeds=(0, 1, 2)))
+    assert "95 % t-interval across 3 fine-tuning seeds (fine-tuning variation included, " \
+        "one pretraining)" in (out / "finetune.md").read_text()
+
+
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_paired_table_and_figure_say_what_the_interval_covers(tmp_path, monkeypatch, n_seeds):
+    rows = [{"dataset": "d", "metric": "macro_auc", "fraction": 6.0, "baseline": "moco",
+             "method": "moco_mse", "estimate": 0.02, "ci_low": 0.01, "ci_high": 0.03,
+             "n_seeds": n_seeds}]
+    tables.render("paired_difference", pd.DataFrame(rows), tmp_path, ORDER, DISPLAY)
+    md = (tmp_path / "paired_difference.md").read_text().splitlines()[0]
+    figs = capture(monkeypatch)
+    figures.paired_forest(pd.DataFrame(rows), "d", ORDER, DISPLAY, "x.png")
+    title = figs[0].axes[0].get_title()
+    expected = ("across 3 fine-tuning seeds (fine-tuning variation included, one "
+                "pretraining)" if n_seeds > 1 else
+                "over resampled test patients, one training run (seed-to-seed variation "
+                "not included)")
+    assert expected in md and expected in title.replace("\n", " ")
 
 
 def test_several_seeds_give_mean_and_t_interval(tmp_path):
@@ -374,6 +400,76 @@ def test_summary_sentences_come_from_the_results():
          "estimate": 0.02, "ci_low": -0.01, "ci_high": 0.05}])
     lines = paired_sentences(paired, DISPLAY, {"d": "Data"}, level=0.9)
     assert lines[0].startswith("1 of 2 paired differences to the baseline have a 90 % "
-                               "interval that excludes zero")
+                               "interval (over test patients, one training run) that "
+                               "excludes zero")
     assert lines[1] == ("Data, 1 % labels, against MoCo: MoCo+MSE +3.0 [+1.0, +5.0] "
-                        "(interval excludes 0); within noise: MoCo+BT.")
+                        "(excludes 0 in this run: one draw; no seed range measured at this "
+                        "fraction); within noise: MoCo+BT.")
+
+
+def seed_rows(diffs: dict, margins: dict, seeds=(0, 1, 2, 3, 4)) -> pd.DataFrame:
+    """A seed-variance table: per method, its paired difference to MoCo (estimate, half
+    width) and its probe margin, seed by seed."""
+    rows = []
+    for k in seeds:
+        for m in ("supervised", "moco", "moco_mse", "moco_bt"):
+            r = {"dataset": "d", "method": m, "seed": k, "fraction": 6.0, "baseline": "moco",
+                 "control": 0.5}
+            if m in margins:
+                r["probe"], r["margin"] = 0.5 + margins[m][k], margins[m][k]
+            if m in diffs:
+                est, half = diffs[m][k]
+                r.update(difference=est, difference_low=est - half,
+                         difference_high=est + half)
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def test_cross_seed_claims_come_only_from_what_holds_in_every_seed():
+    from ilmoco.reporting.seeds import seed_summary
+    from ilmoco.reporting.summary import paired_sentences, seed_sentences
+
+    table = seed_rows(
+        diffs={"supervised": [(-0.20, 0.05)] * 5,  # below MoCo in every seed
+               "moco_mse": [(0.05, 0.02), (0.06, 0.02), (-0.04, 0.02), (0.05, 0.02),
+                            (0.01, 0.03)],  # sign flips in seed 2
+               "moco_bt": [(0.03, 0.01), (0.02, 0.01), (0.04, 0.01), (0.03, 0.015),
+                           (0.02, 0.01)]},  # above MoCo, interval excluding 0, every seed
+        margins={m: [0.15, 0.2, 0.12, 0.3, 0.11] for m in ("moco", "moco_mse", "moco_bt")})
+    summary = seed_summary(table)
+    text = seed_sentences(summary, {"header": "a machine"}, DISPLAY, {"d": "Data"},
+                          current=True)[0]
+    assert "Across 5 seeds" in text and "at least 10 points above the random-init control in " \
+        "every seed (smallest margin +11.0" in text
+    assert "above MoCo: MoCo+BT (+2.0 to +4.0)" in text
+    assert "below MoCo: Supervised (-20.0 to -20.0)" in text
+    assert "MoCo+MSE" not in text  # not the same in every seed: no claim
+    stale = seed_sentences(summary, {"header": "h"}, DISPLAY, {"d": "Data"}, current=False)[0]
+    assert "other settings" in stale and "one draw" in stale and "MoCo+BT" not in stale
+    # this run's single-seed difference: labelled one draw, with the measured seed range
+    run = pd.DataFrame([{"dataset": "d", "fraction": 6.0, "baseline": "moco",
+                         "method": "moco_mse", "estimate": 0.05, "ci_low": 0.03,
+                         "ci_high": 0.07, "n_seeds": 1}])
+    line = paired_sentences(run, DISPLAY, {"d": "Data"}, seeds=summary)[1]
+    assert "(excludes 0 in this run: one draw; seed range -4.0 to +6.0)" in line
+
+
+@pytest.mark.parametrize("n_seeds", [1, 2, 3])
+def test_the_generator_never_calls_a_single_seed_difference_real_without_one_draw(n_seeds):
+    from ilmoco.reporting.summary import paired_sentences
+
+    rng = np.random.default_rng(n_seeds)
+    rows = []
+    for f in (1.0, 6.0, 100.0):
+        for m in ("supervised", "moco_mse", "moco_bt"):
+            est = rng.normal(0, 0.05)
+            half = abs(rng.normal(0.02, 0.01))
+            rows.append({"dataset": "d", "fraction": f, "baseline": "moco", "method": m,
+                         "estimate": est, "ci_low": est - half, "ci_high": est + half,
+                         "n_seeds": n_seeds})
+    lines = paired_sentences(pd.DataFrame(rows), DISPLAY, {"d": "Data"})
+    claims = [part for ln in lines[1:] for part in ln.split("; ") if "excludes 0" in part]
+    assert claims  # the draw has differences whose interval excludes 0
+    for c in claims:
+        assert ("one draw" in c) == (n_seeds == 1), c
+        assert (f"across {n_seeds} fine-tuning seeds" in c) == (n_seeds > 1), c

@@ -130,3 +130,17 @@ def test_schema_defaults_are_the_documented_ones():
     assert c["by_format"]["nih_cxr14"]["image_size"] == 224
     assert (c["pretrain"]["arch"], c["pretrain"]["epochs"], c["pretrain"]["batch_size"]) == (
         "resnet50", 200, 256)
+
+
+def test_epochs_by_fraction_sets_one_fractions_budget_and_reruns_only_it():
+    base = tiny_settings(finetune={"epochs": 6})
+    s = tiny_settings(finetune={"epochs": 6, "epochs_by_fraction": {100: 3}})
+    assert s.finetune_run("dr", "moco", 100).settings.epochs == 3
+    assert s.finetune_run("dr", "moco", 6).settings.epochs == 6
+    # the 6 % run's result fields are those of a config without the entry
+    assert st.digest(s.finetune_run("dr", "moco", 6)) == st.digest(
+        base.finetune_run("dr", "moco", 6))
+    assert st.digest(s.finetune_run("dr", "moco", 100)) != st.digest(
+        base.finetune_run("dr", "moco", 100))
+    with pytest.raises(ConfigError, match=r"epochs_by_fraction.50: 50 is not one of"):
+        tiny_settings(finetune={"epochs_by_fraction": {"50": 2}})

@@ -1,6 +1,14 @@
 # What the report shows and reads: its targets, the inputs of its rules, the presentation.
 from ilmoco.config.bases import BASES  # noqa: E402
+from ilmoco.reporting.seeds import settings_digest  # noqa: E402
 from ilmoco.reporting.specs import FIGURES, TABLES  # noqa: E402
+
+SEED_TABLE = REPO / "bench" / "results" / "seed_variance.csv"
+
+
+def seed_table():
+    """The seed-variance benchmark's table, where one is recorded."""
+    return {"seeds": str(SEED_TABLE)} if SEED_TABLE.is_file() else {}
 
 
 def report_targets():

@@ -69,12 +69,15 @@ rule readme:
         layer="results/tables/layer_probe.csv",
         **{f"pretrain:{d}:{m}": PRETRAIN_METRICS.format(dataset=d, method=m)
            for d in DATASETS for m in SSL},
+        **seed_table(),
         readme="README.md",
     output:
         figure="docs/demo/finetune.png",
         summary="docs/demo/summary.md",
     params:
         presentation=presentation(),
+        # the seed benchmark's table speaks for this run only if it had these settings
+        settings=settings_digest(S),
         code=code("readme.py"),
     log:
         "logs/readme.log",

@@ -89,7 +89,7 @@ def pretrain_work(n: dict, s, base: str = "moco") -> Work:
 
 def finetune_work(n: dict, s, pct: float, epochs: int | None = None) -> Work:
     """``s``: FinetuneSettings; ``epochs``: the epochs run (default: the maximum)."""
-    epochs = s.epochs if epochs is None else epochs
+    epochs = s.epochs_at(pct) if epochs is None else epochs
     labelled = max(n["train"] * pct / 100, s.batch_size * s.min_steps_per_epoch)
     return Work(epochs * labelled, epochs * n["val"] + 2 * n["test"], s.arch)
 

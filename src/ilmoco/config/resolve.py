@@ -111,8 +111,12 @@ class RunSettings:
             preset(ds.augment, "ssl", self.pretrain.augment_overrides), self.pretrain,
             base_model=BASES[m.base].model, backbone=backbone_ref(self.pretrain.arch))
 
-    def finetune_run(self, dataset: str, method: str) -> FinetuneRun:
+    def finetune_run(self, dataset: str, method: str, pct: float | None = None) -> FinetuneRun:
+        """The run at label fraction ``pct``: its own maximum epochs
+        (``epochs_by_fraction``), so an entry for one fraction reruns only that fraction."""
         ds, ft = self.datasets[dataset], self.finetune
+        ft = dataclasses.replace(ft, epochs=ft.epochs_at(pct) if pct is not None else ft.epochs,
+                                 epochs_by_fraction={})
         aug = preset(ds.augment, "finetune", ft.augment_overrides) if ft.augment else None
         return FinetuneRun(dataset, method, ds.metric, aug, ft,
                            backbone=backbone_ref(ft.arch))
@@ -251,6 +255,10 @@ def check(s: RunSettings) -> None:
     for base in dict.fromkeys(m.base for m in s.methods if m.is_ssl):
         if BASES[base].check is not None:
             BASES[base].check(s.bases[base], s.pretrain)
+    for key in s.finetune.epochs_by_fraction:
+        if float(key) not in s.fractions:
+            raise ConfigError(f"finetune.epochs_by_fraction.{key}", f"{key} is not one of "
+                              f"`fractions` {[f'{f:g}' for f in s.fractions]}")
     if sum(s.split.ratios) <= 0:
         raise ConfigError("split.ratios", "must sum to a positive number")
     names = s.method_names

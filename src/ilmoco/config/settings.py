@@ -94,6 +94,12 @@ class FinetuneSettings(TrainingSettings):
     patience: int
     min_steps_per_epoch: int
     augment: bool
+    epochs_by_fraction: Mapping  # fraction ("100") -> maximum epochs; else ``epochs``
+
+    def epochs_at(self, pct: float) -> int:
+        """The maximum epochs of a run at label fraction ``pct``."""
+        hits = [v for k, v in self.epochs_by_fraction.items() if float(k) == float(pct)]
+        return int(hits[0]) if hits else self.epochs
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import pandas as pd  # noqa: E402
 
 from ilmoco.io import atomic_path  # noqa: E402
 from ilmoco.names import BLOCKS, RANDOM_INIT, SUPERVISED  # noqa: E402
+from ilmoco.reporting.specs import interval_covers  # noqa: E402
 
 # Okabe-Ito: the paper's methods keep their colours; further variants take the next ones.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#F0E442",
@@ -280,6 +281,8 @@ def paired_forest(paired: pd.DataFrame, title: str, order: list[str], display: d
     base = display.get(rows[0]["baseline"], rows[0]["baseline"]) if rows else ""
     metric = rows[0]["metric"] if rows else ""
     ax.set_xlabel(f"difference to {base}, test {METRIC_LABEL.get(metric, metric)}")
-    ax.set_title(f"{title}: paired differences ({100 * level:g} % interval)")
+    n_seeds = int(paired["n_seeds"].max()) if "n_seeds" in paired and len(paired) else 1
+    ax.set_title(f"{title}: paired differences\n{interval_covers(level, n_seeds)}",
+                 fontsize=FONT)
     save(fig, out_png, out_pdf)
     return fig

@@ -4,9 +4,12 @@
   InfoNCE against its chance level ln(K + 1), the kNN monitor at the last epoch, and the
   block-4 linear probe against the random-init control, and each encoder's best block
   against the control's best block (random features can already solve much of a task).
-* **Which method wins?** Per dataset and label fraction, each method's paired difference to
-  the baseline (same resampled test patients); a difference counts only where its interval
-  excludes zero, everything else is reported as within noise.
+* **Which method wins?** First what holds in every seed of the seed-variance benchmark
+  (``bench/seed_variance.py``; only when its settings are this run's), then per dataset and
+  label fraction each method's paired difference to the baseline (same resampled test
+  patients): with one seed a difference whose interval excludes zero is *one draw* of the
+  training and is labelled so, next to the range the benchmark measured for it; everything
+  else is reported as within noise.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ilmoco.names import RANDOM_INIT
+from ilmoco.reporting.seeds import consistent_findings, seed_range
 
 
 def pretraining_rows(curves: dict, chance: dict, probes: pd.DataFrame) -> pd.DataFrame:
@@ -92,43 +96,122 @@ def learning_sentences(rows: pd.DataFrame, display: dict) -> list[str]:
     return out
 
 
+def _cell(r, scale: float = 100) -> str:
+    return (f"{r['estimate'] * scale:+.1f} [{r['ci_low'] * scale:+.1f}, "
+            f"{r['ci_high'] * scale:+.1f}]")
+
+
+def _range(lo: float, hi: float) -> str:
+    return f"{lo * 100:+.1f} to {hi * 100:+.1f}"
+
+
+def seed_sentences(summary: pd.DataFrame | None, facts: dict | None, display: dict,
+                   datasets: dict, current: bool) -> list[str]:
+    """What holds in every seed of the seed-variance benchmark: the learning target per
+    dataset and method, and the paired differences whose interval excludes zero on the
+    same side in each seed. Nothing when there is no benchmark for these settings."""
+    if summary is None or summary.empty:
+        return ["No seed-variance benchmark is recorded for these settings "
+                "(bench/seed_variance.py): every difference below is one draw."]
+    if not current:
+        return ["The seed-variance benchmark on record was measured with other settings "
+                f"({facts.get('header', '')}); rerun bench/seed_variance.py: until then "
+                "every difference below is one draw."]
+    k = int(summary["seeds"].max())
+    out = [f"Across {k} seeds of the demo's training (bench/results/seed_variance.csv: "
+           f"{facts.get('header', '')}):"]
+    if "margin_min" in summary:
+        ssl = summary.dropna(subset=["margin_min"])
+        worst = ssl.loc[ssl["margin_min"].idxmin()]
+        if ssl["target_met"].all():
+            out.append(f"every self-supervised encoder's block-4 probe is at least 10 points "
+                       f"above the random-init control in every seed (smallest margin "
+                       f"{worst['margin_min'] * 100:+.1f}: "
+                       f"{display.get(worst['method'], worst['method'])} on "
+                       f"{datasets.get(worst['dataset'], worst['dataset'])});")
+        else:
+            miss = ssl[~ssl["target_met"].astype(bool)]
+            out.append("below the +10-point learning target in at least one seed: " + ", ".join(
+                f"{display.get(m, m)} on {datasets.get(d, d)} (smallest margin "
+                f"{lo * 100:+.1f})" for d, m, lo in zip(miss["dataset"], miss["method"],
+                                                         miss["margin_min"])) + ";")
+    held = consistent_findings(summary)
+    for d, g in held.groupby("dataset", sort=True):
+        base = display.get(g["baseline"].iloc[0], g["baseline"].iloc[0])
+        up = [f"{display.get(m, m)} ({_range(lo, hi)})" for m, lo, hi, a in zip(
+            g["method"], g["difference_min"], g["difference_max"], g["above_in_every_seed"])
+            if a]
+        down = [f"{display.get(m, m)} ({_range(lo, hi)})" for m, lo, hi, a in zip(
+            g["method"], g["difference_min"], g["difference_max"], g["above_in_every_seed"])
+            if not a]
+        f = g["fraction"].iloc[0]
+        parts = []
+        if up:
+            parts.append(f"above {base}: {', '.join(up)}")
+        if down:
+            parts.append(f"below {base}: {', '.join(down)}")
+        out.append(f"holds in all {k} seeds on {datasets.get(d, d)} at {f:g} % labels, each "
+                   f"seed's interval excluding 0: {'; '.join(parts)};")
+    if held.empty:
+        out.append("no paired difference excludes zero on the same side in every seed;")
+    out[-1] = out[-1].rstrip(";") + "."
+    return [" ".join(out)]
+
+
 def paired_sentences(paired: pd.DataFrame, display: dict, datasets: dict,
-                     level: float = 0.95) -> list[str]:
+                     level: float = 0.95, seeds: pd.DataFrame | None = None) -> list[str]:
     """Per dataset and fraction: the differences whose interval excludes zero, the rest
-    named as within noise."""
+    named as within noise. With one seed each such difference is *one draw* of the
+    training, and says so, with the range the seed benchmark (``seeds``, a
+    ``seed_summary``) measured for it where it measured one."""
     if paired is None or paired.empty:
         return ["No paired comparison was run (one method)."]
+    several = "n_seeds" in paired and paired["n_seeds"].max() > 1
     out, n_real, n_all = [], 0, 0
     for (d, f), g in paired.groupby(["dataset", "fraction"], sort=True):
         base = display.get(g["baseline"].iloc[0], g["baseline"].iloc[0])
         real, noise = [], []
         for _, r in g.iterrows():
             name = display.get(r["method"], r["method"])
-            cell = f"{name} {r['estimate'] * 100:+.1f} [{r['ci_low'] * 100:+.1f}, " \
-                   f"{r['ci_high'] * 100:+.1f}]"
             n_all += 1
-            if r["ci_low"] > 0 or r["ci_high"] < 0:
-                real.append(cell)
-                n_real += 1
-            else:
+            if not (r["ci_low"] > 0 or r["ci_high"] < 0):
                 noise.append(name)
+                continue
+            n_real += 1
+            if several:
+                real.append(f"{name} {_cell(r)} (excludes 0 across {int(r['n_seeds'])} "
+                            "fine-tuning seeds)")
+                continue
+            lo, hi = (np.nan, np.nan)
+            if seeds is not None and not seeds.empty and "fraction" in seeds:
+                at = seeds[seeds["fraction"] == f]
+                lo, hi = seed_range(at, d, r["method"]) if len(at) else (np.nan, np.nan)
+            span = (f"seed range {_range(lo, hi)}" if np.isfinite(lo)
+                    else "no seed range measured at this fraction")
+            real.append(f"{name} {_cell(r)} (excludes 0 in this run: one draw; {span})")
         text = f"{datasets.get(d, d)}, {f:g} % labels, against {base}: "
-        text += ("; ".join(real) + " (interval excludes 0)") if real else "no difference"
+        text += "; ".join(real) if real else "no difference"
         text += (f"; within noise: {', '.join(noise)}." if noise else ".")
         out.append(text)
+    what = (f"across {int(paired['n_seeds'].max())} fine-tuning seeds" if several else
+            "over test patients, one training run")
     out.insert(0, f"{n_real} of {n_all} paired differences to the baseline have a "
-                  f"{100 * level:g} % interval that excludes zero; the others are within the "
-                  "noise of this test set.")
+                  f"{100 * level:g} % interval ({what}) that excludes zero; the others are "
+                  "within noise.")
     return out
 
 
 def demo_markdown(*, figure: str, finetune_md: str, rows: pd.DataFrame,
                   paired: pd.DataFrame, display: dict, datasets: dict,
-                  level: float = 0.95) -> str:
+                  level: float = 0.95, seeds: pd.DataFrame | None = None,
+                  seed_facts: dict | None = None, seeds_current: bool = False) -> str:
     parts = [f"![fine-tuning, first dataset]({figure})", "",
              "**Did self-supervised learning happen?**", "",
              learning_table(rows, display, datasets), "",
              *[f"* {s}" for s in learning_sentences(rows, display)], "",
              finetune_md.strip(), "", "**Which method wins?**", "",
-             *[f"* {s}" for s in paired_sentences(paired, display, datasets, level)], ""]
+             *[f"* {s}" for s in seed_sentences(seeds, seed_facts, display, datasets,
+                                                seeds_current)],
+             *[f"* {s}" for s in paired_sentences(
+                 paired, display, datasets, level, seeds if seeds_current else None)], ""]
     return "\n".join(parts)

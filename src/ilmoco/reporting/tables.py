@@ -18,7 +18,7 @@ import pandas as pd
 
 from ilmoco.evaluation.bootstrap import mean_ci_across_seeds
 from ilmoco.io import read_json, write_csv, write_text
-from ilmoco.reporting.specs import TABLES, TableSpec
+from ilmoco.reporting.specs import TABLES, TableSpec, interval_covers
 
 TIDY = ["estimate", "ci_low", "ci_high", "n_seeds"]
 
@@ -221,8 +221,14 @@ def latex_table(cells: pd.DataFrame, marks: pd.DataFrame, caption: str, label: s
     return "\n".join(out) + "\n"
 
 
-def caption(spec: TableSpec, level: float) -> str:
-    return spec.caption.format(level=f"{100 * level:g}")
+def caption(spec: TableSpec, level: float, n_seeds: int = 1) -> str:
+    return spec.caption.format(level=f"{100 * level:g}",
+                               interval=interval_covers(level, n_seeds))
+
+
+def seeds_of(tidy: pd.DataFrame) -> int:
+    """The seeds behind a tidy table's intervals (1 when it has no seed column)."""
+    return int(tidy["n_seeds"].max()) if "n_seeds" in tidy and len(tidy) else 1
 
 
 def render(name: str, tidy: pd.DataFrame, out_dir, order: list[str],
@@ -237,7 +243,7 @@ def render(name: str, tidy: pd.DataFrame, out_dir, order: list[str],
         write_text(out_dir / f"{name}.md", f"_{text}_\n")
         write_text(out_dir / f"{name}.tex", f"% {text}\n")
         return
-    cap = caption(spec, level)
+    cap = caption(spec, level, seeds_of(tidy))
     if name == "paper_comparison":
         md, tex = paper_markdown(tidy, display), f"% {cap}: see {name}.csv\n"
         write_text(out_dir / f"{name}.md", f"**{cap}**\n\n{md}" + (f"\n{note}\n" if note else ""))

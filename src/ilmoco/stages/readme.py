@@ -9,15 +9,23 @@ from pathlib import Path
 import pandas as pd
 
 from ilmoco.io import write_text
+from ilmoco.reporting.seeds import read_table as read_seed_table
+from ilmoco.reporting.seeds import seed_summary
 from ilmoco.reporting.summary import demo_markdown, pretraining_rows
 
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 
 
-def run(*, inputs, presentation: dict, out_figure, out_summary) -> None:
+def run(*, inputs, presentation: dict, out_figure, out_summary, settings: str = "") -> None:
     """``inputs``: the rule's named files (``figure``, ``finetune``, ``paired``, ``layer``,
-    ``pretrain:<dataset>:<method>``, ``readme``)."""
+    ``pretrain:<dataset>:<method>``, ``readme``, and ``seeds``, the seed-variance benchmark's
+    table, where one is recorded); ``settings``: this run's settings digest, which the table
+    must carry to speak for it."""
     inp, view = inputs, presentation
+    summary, facts = None, None
+    if inp.get("seeds"):
+        table, facts = read_seed_table(inp["seeds"])
+        summary = seed_summary(table)
     shutil.copyfile(inp["figure"], out_figure)
     curves = {tuple(key.split(":")[1:]): pd.read_csv(path) for key, path in inp.items()
               if key.startswith("pretrain:")}
@@ -25,7 +33,9 @@ def run(*, inputs, presentation: dict, out_figure, out_summary) -> None:
     paired = pd.read_csv(inp["paired"])
     text = demo_markdown(figure=out_figure, finetune_md=Path(inp["finetune"]).read_text(),
                          rows=rows, paired=paired, display=view["display"],
-                         datasets=view["datasets"], level=view["level"])
+                         datasets=view["datasets"], level=view["level"], seeds=summary,
+                         seed_facts=facts,
+                         seeds_current=bool(facts) and facts.get("settings") == settings)
     write_text(out_summary, text)
     readme = Path(inp["readme"])
     old = readme.read_text()
