@@ -123,6 +123,7 @@ def test_schema_defaults_are_the_documented_ones():
     c = validated({"datasets": {"m": {"format": "medmnist", "root": "x"}}, "use_datasets": ["m"]})
     assert c["pretrain"]["optimizer"] == {"name": "sgd", "lr": 0.03, "momentum": 0.9,
                                           "weight_decay": 0.0001, "decay_norm_and_bias": False,
+                                          "fused": True,
                                           "schedule": "cosine", "warmup_epochs": 5}
     assert c["finetune"]["optimizer"]["name"] == "adam"
     assert c["finetune"]["optimizer"]["warmup_epochs"] == 0

@@ -300,3 +300,30 @@ def test_weight_decay_on_norm_and_bias_only_when_asked():
     assert len(no_decay["params"]) == 4  # conv bias, BN weight and bias, linear bias
     decay, no_decay = param_groups(net, 1e-4, decay_norm_and_bias=True)
     assert len(decay["params"]) == 6 and not no_decay["params"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_the_fused_optimiser_kernel_makes_the_same_update(name):
+    """``optimizer.fused`` changes the speed, not the update (up to rounding)."""
+    from ilmoco.config.settings import OptimizerSettings
+    from ilmoco.training.optim import build_optimizer
+
+    def trained(fused):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8),
+                                  torch.nn.Linear(8, 2))
+        opt = build_optimizer(net, OptimizerSettings(name, 0.01, 0.9, 1e-3, False, fused,
+                                                     "constant", 0))
+        start = torch.cat([p.detach().flatten() for p in net.parameters()])
+        g = torch.Generator().manual_seed(1)
+        for _ in range(5):
+            x = torch.randn(16, 6, generator=g)
+            loss = net(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return start, torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    (start, fused), (_, loop) = trained(True), trained(False)
+    assert (fused - start).abs().max() > 1e-3  # the parameters moved
+    torch.testing.assert_close(fused, loop, rtol=1e-5, atol=1e-6)

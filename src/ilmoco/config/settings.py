@@ -44,6 +44,7 @@ class OptimizerSettings:
     momentum: float
     weight_decay: float
     decay_norm_and_bias: bool  # official code: weight decay on every parameter
+    fused: bool  # torch's fused kernel (faster; same update up to rounding)
     schedule: str
     warmup_epochs: float
 
