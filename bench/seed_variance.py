@@ -201,12 +201,17 @@ def main(argv=None) -> None:
     data = {d: prepare_data(config, d, work) for d in datasets}
     tasks = [(d, k) for k in args.seeds for d in datasets]
     rows = []
-    with ProcessPoolExecutor(max(1, args.workers)) as pool:
-        futures = {pool.submit(one_seed, config, d, k, args.fraction, data[d], work): (d, k)
-                   for d, k in tasks}
-        for f, (d, k) in futures.items():
-            rows += f.result()
+    if args.workers <= 1:  # in this process (also when the module is not importable by name)
+        for d, k in tasks:
+            rows += one_seed(config, d, k, args.fraction, data[d], work)
             print(f"done {d} seed {k} ({time.perf_counter() - start:.0f} s)", flush=True)
+    else:
+        with ProcessPoolExecutor(args.workers) as pool:
+            futures = {pool.submit(one_seed, config, d, k, args.fraction, data[d], work):
+                       (d, k) for d, k in tasks}
+            for f, (d, k) in futures.items():
+                rows += f.result()
+                print(f"done {d} seed {k} ({time.perf_counter() - start:.0f} s)", flush=True)
     table = pd.DataFrame(rows).sort_values(["dataset", "method", "seed"], kind="stable")
     s = resolve(with_seed(config, 0))
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,

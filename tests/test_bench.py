@@ -1,10 +1,12 @@
-"""CPU smoke test of the throughput benchmark (the GPU figures come from a GPU run)."""
+"""CPU smoke tests of the benchmarks (the GPU figures come from a GPU run): throughput, and
+the seed-variance benchmark against the smoke DAG it must reproduce at seed 0."""
 
 import importlib.util
 import json
 import subprocess
 import sys
 
+import pytest
 from snakerun import ROOT
 
 
@@ -37,3 +39,41 @@ def test_help_documents_the_knobs():
     for knob in ("--arch", "--size", "--batch", "--augment", "--placement", "--compile",
                  "--max-batch", "--json"):
         assert knob in r.stdout
+
+
+@pytest.mark.slow
+def test_seed_variance_benchmark_runs_the_workflows_stages(tmp_path, smoke_run):
+    """The seed benchmark on the smoke configuration, two seeds: one row per dataset, method
+    and seed; margins are the probe minus that seed's control; seed 0 reproduces the smoke
+    DAG's own probes and fine-tuning results (the same stages, settings and machine)."""
+    import pandas as pd
+
+    spec = importlib.util.spec_from_file_location("sv", ROOT / "bench/seed_variance.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "seeds.csv"
+    mod.main(["--configfile", str(ROOT / "config/smoke.yaml"), "--seeds", "0", "1",
+              "--work", str(tmp_path / "work"), "--out", str(out), "--workers", "1"])
+    from ilmoco.reporting.seeds import read_table
+
+    table, facts = read_table(out)
+    methods = {"supervised", "moco", "moco_mse", "byol_bt", "simsiam_mse"}
+    assert set(table["method"]) == methods and set(table["seed"]) == {0, 1}
+    ssl = table[table["method"] != "supervised"]
+    # (the table holds 6 significant digits)
+    assert (ssl["margin"] - (ssl["probe"] - ssl["control"])).abs().max() < 1e-5
+    assert table.loc[table["method"] == "moco", "difference"].isna().all()
+    diffs = table[table["method"] != "moco"]
+    assert (diffs["difference_low"] <= diffs["difference"]).all()
+    assert facts["settings"] and "seeds [0, 1]" in facts["header"]
+    # each seed's control is the pretraining's own starting point: it changes with the seed
+    controls = table.groupby("seed")["control"].first()
+    assert controls[0] != pytest.approx(controls[1])
+    zero = table[table["seed"] == 0].set_index("method")
+    res = smoke_run / "results/dr_synth"
+    for m in methods - {"supervised"}:
+        dag = pd.read_csv(res / f"probe/{m}/probe.csv").set_index("block")
+        assert zero.loc[m, "probe"] == pytest.approx(dag.loc["block4", "estimate"], abs=1e-6)
+    for m in methods:
+        dag = json.loads((res / f"finetune/{m}/labeled_6/seed0/metrics.json").read_text())
+        assert zero.loc[m, "finetune"] == pytest.approx(dag["estimate"], abs=1e-6), m
