@@ -14,8 +14,8 @@ rule finetune:
         model=f"{FT}/model.pt",
         history=f"{FT}/history.csv",
     params:
-        run=lambda w: S.finetune_run(w.dataset, w.method),
-        settings=lambda w: result_fields(S.finetune_run(w.dataset, w.method)),
+        run=lambda w: S.finetune_run(w.dataset, w.method, float(w.pct)),
+        settings=lambda w: result_fields(S.finetune_run(w.dataset, w.method, float(w.pct))),
         resume=f"{FT}/resume.pt",
         code=code("finetune.py", *BUILDERS),
     wildcard_constraints:
