@@ -98,7 +98,7 @@ def test_variants_resolve_to_their_terms():
      "pretrain.moco.bn_splits", "leave one image per split"),
     # the per-dataset batch is checked too
     ({"by_format": {"eyepacs_dr": {"pretrain_batch_size": 5}}}, "pretrain.moco.bn_splits",
-     "2 does not divide pretrain.batch_size 5"),
+     "2 does not divide pretrain.batch_size 5 .dataset dr's pretrain_batch_size.$"),
     ({"by_format": {"nih_cxr14": {"subset": "bin2"}}, "datasets": {"dr": {
         "format": "nih_cxr14"}}}, "by_format.nih_cxr14.subset", "is not read by format"),
 ])

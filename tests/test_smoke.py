@@ -251,7 +251,9 @@ def test_rerun_is_deterministic_and_needs_no_network(smoke_run, tmp_path):
     (site / "sitecustomize.py").write_text(NO_NETWORK)
     work = tmp_path / "again"
     work.mkdir()
-    snakemake(*CHAIN, workdir=work, env={"PYTHONPATH": str(site)})
+    # the site directory first, keeping any PYTHONPATH the suite runs under
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    snakemake(*CHAIN, workdir=work, env={"PYTHONPATH": path})
     compared = 0
     for b in (work / "results").rglob("*"):
         rel = b.relative_to(work)

@@ -57,6 +57,9 @@ def test_the_two_list_formats_are_read(tmp_path):
     assert a["labels"].tolist() == [(0, 1, 0), (1, 0, 0)] and a["line"].tolist() == [1, 3]
     assert b.to_dict("records") == [{"entry": "9075/0/9075_idx5_x1_y2_class0.png",
                                      "labels": (0,), "line": 2}]
+    indexed = tmp_path / "b_split.csv"  # a CSV written with its index column
+    indexed.write_text(",img_path,labels\n0,9075/1/9075_idx5_x1_y2_class1.png,1\n")
+    assert read_split_list(indexed)["entry"].tolist() == ["9075/1/9075_idx5_x1_y2_class1.png"]
     bad = tmp_path / "bad_list.txt"
     bad.write_text("00000001_000.png 0 x\n")
     with pytest.raises(InputError, match=r"bad_list.txt: line 1: labels \['0', 'x'\] are not"):
@@ -124,6 +127,20 @@ def test_an_image_in_two_lists(nih, tmp_path):
     msg = one_line(e)
     assert msg.startswith(lists["val"]) and splits["train"][0] in msg
     assert f"is also in {lists['train']}" in msg and "each image belongs to one split" in msg
+
+
+def test_one_image_named_twice_in_a_list(nih, tmp_path):
+    root, rows, splits = nih
+    df, meta = read_format("nih_cxr14", root)
+    first = df["path"].iloc[0]  # images_001/images/<file>: also a name of <file>
+    lists = write_nih_split_lists(tmp_path, rows, splits)
+    train = lists["train"]
+    labels = open(train).read().splitlines()[0].split()[1:]
+    with open(train, "a") as fh:
+        fh.write(" ".join([first, *labels]) + "\n")
+    with pytest.raises(InputError) as e:
+        split_of(df, meta, lists)
+    assert one_line(e).startswith(f"{train}: ") and "listed on another line too" in str(e.value)
 
 
 def test_a_label_disagreement(nih, tmp_path):

@@ -299,11 +299,18 @@ def check(s: RunSettings) -> None:
     if s.probe.fraction not in s.fractions:
         raise ConfigError("probe.fraction", f"{s.probe.fraction:g} is not one of `fractions` "
                           f"{[f'{f:g}' for f in s.fractions]}")
-    for d in s.datasets:  # with each dataset's pretraining batch
+    for d, ds in s.datasets.items():  # with each dataset's pretraining batch
         for m in s.ssl_methods:
             base = BASES[s.method(m).base]
-            if base.check is not None:
+            if base.check is None:
+                continue
+            try:
                 base.check(s.bases[base.name], s.pretrain_run(d, m).settings)
+            except ConfigError as e:
+                if not ds.pretrain_batch_size:
+                    raise
+                raise ConfigError(e.where, str(e).split(": ", 1)[1] + f" (dataset {d}'s "
+                                  f"pretrain_batch_size)") from None
     if sum(s.split.ratios) <= 0:
         raise ConfigError("split.ratios", "must sum to a positive number")
     names = s.method_names

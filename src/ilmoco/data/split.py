@@ -129,18 +129,19 @@ def read_split_list(path) -> pd.DataFrame:
     numbered = [(i + 1, ln.strip()) for i, ln in enumerate(lines) if ln.strip()]
     if not numbered:
         raise InputError(f"{path}: the split list is empty")
-    header = tuple(c.strip() for c in numbered[0][1].split(","))
+    header = [c.strip() for c in numbered[0][1].split(",")]
     rows = []
-    if header[:1] == LIST_CSV_HEADER[:1]:
-        if header != LIST_CSV_HEADER:
-            raise InputError(f"{path}: CSV header {list(header)}; a split list has the "
-                             f"columns {list(LIST_CSV_HEADER)}")
+    if LIST_CSV_HEADER[0] in header:  # (a written index column is ignored)
+        if LIST_CSV_HEADER[1] not in header:
+            raise InputError(f"{path}: CSV header {header}; a split list has the columns "
+                             f"{list(LIST_CSV_HEADER)}")
+        at = [header.index(c) for c in LIST_CSV_HEADER]
         for n, text in numbered[1:]:
             fields = text.split(",")
-            if len(fields) != 2:
-                raise InputError(f"{path}: line {n} has {len(fields)} fields, not 2 "
-                                 "(img_path,labels)")
-            rows.append((n, fields[0].strip(), fields[1].split()))
+            if len(fields) != len(header):
+                raise InputError(f"{path}: line {n} has {len(fields)} fields, the header "
+                                 f"{len(header)} ({','.join(header)})")
+            rows.append((n, fields[at[0]].strip(), fields[at[1]].split()))
     else:
         for n, text in numbered:
             fields = text.split()
@@ -212,6 +213,11 @@ def listed_split(manifest: pd.DataFrame, meta: DatasetMeta, lists: Mapping[str, 
             raise InputError(f"{path}: {df['entry'][rows == -2].iloc[0]} names more than one "
                              "image of the dataset; give more of its path")
         found = rows >= 0
+        same = pd.Series(rows[found]).duplicated(keep=False).to_numpy()
+        if same.any():  # two entries naming one image (e.g. by name and by path)
+            raise InputError(f"{path}: {df.loc[found, 'entry'].iloc[np.flatnonzero(same)[0]]} "
+                             "names an image listed on another line too; each image is "
+                             "listed once")
         again = found & (split[np.maximum(rows, 0)] != "")
         if again.any():
             i = np.flatnonzero(again)
