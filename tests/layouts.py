@@ -103,3 +103,36 @@ def nih_rows(n_patients=30, per_patient=2, seed=0):
             labs = [n for n in NIH_LABELS if rng.random() < 0.08]
             rows.append((f"{p:08d}_{f:03d}.png", "|".join(labs) or "No Finding", p))
     return rows
+
+
+def write_nih_split_lists(folder: Path, rows, splits: dict, names=None) -> dict:
+    """The official NIH split lists (chest_xray_14_{train,val,test}_list.txt): one line per
+    image, ``<file> <14 labels 0/1>`` separated by spaces, the labels in the CheXNet order.
+    ``rows``: (file name, finding labels, patient) as for :func:`write_nih`; ``splits``:
+    split -> the file names it lists; ``names``: list file names (default the official)."""
+    from ilmoco.data.formats.layouts import NIH_LABELS
+
+    labels = {name: findings.split("|") for name, findings, _ in rows}
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, files in splits.items():
+        path = folder / (names or {}).get(split, f"chest_xray_14_{split}_list.txt")
+        path.write_text("".join(
+            f"{f} " + " ".join(str(int(lab in labels[f])) for lab in NIH_LABELS) + "\n"
+            for f in files))
+        out[split] = str(path)
+    return out
+
+
+def write_idc_split_csvs(folder: Path, splits: dict) -> dict:
+    """The official IDC split lists ({train,val,test}_split.csv): header ``img_path,labels``,
+    one row ``<patient>/<class>/<patch file>.png,<class>`` per patch. ``splits``: split ->
+    (patient, x, y, class) tuples."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, patches in splits.items():
+        path = folder / f"{split}_split.csv"
+        path.write_text("img_path,labels\n" + "".join(
+            f"{pid}/{c}/{pid}_idx5_x{x}_y{y}_class{c}.png,{c}\n" for pid, x, y, c in patches))
+        out[split] = str(path)
+    return out

@@ -28,8 +28,9 @@ def names(script):
             for p in module_closure(str(SCRIPTS / script))}
 
 
-COMPUTE = ("pretrain.py", "finetune.py", "probe.py", "cka.py", "evaluate.py", "cache.py",
-           "manifest.py", "split.py", "synthetic.py", "ks.py", "paired.py")
+COMPUTE = ("pretrain.py", "finetune.py", "probe.py", "linear_probe.py", "cka.py",
+           "evaluate.py", "cache.py", "manifest.py", "split.py", "synthetic.py", "ks.py",
+           "paired.py")
 # read only when the workflow plans a run: captions, display names, the registries
 PLAN_ONLY = {"reporting/specs.py", "reporting/tables.py", "reporting/figures.py",
              "reporting/summary.py", "config/methods.py", "config/bases.py",

@@ -7,6 +7,7 @@ from layouts import nih_rows, write_eyepacs, write_idc, write_medmnist, write_ni
 from stagedata import read_format
 
 from ilmoco.data.formats.layouts import NIH_LABELS
+from ilmoco.data.split import make_split
 from ilmoco.io import InputError
 
 
@@ -163,6 +164,58 @@ def test_eyepacs_bad_level_and_missing(tmp_path):
     (tmp_path / "train" / "10_right.jpeg").unlink()
     with pytest.raises(InputError, match="1 listed image"):
         read_format("eyepacs_dr", tmp_path)
+
+
+# jama16-retina-replication's bin2 (eyepacs.sh), the official code's EyePACS set
+JAMA16 = {"negatives": 71_548, "kept_negatives": 48_784, "positives": 17_154,
+          "train": (40_688, 16_458), "test": (8_096, 696)}
+
+
+def test_bin2_has_the_jama16_counts_on_the_full_dataset():
+    from ilmoco.data.formats.eyepacs import bin2
+
+    n0, n1 = JAMA16["negatives"], JAMA16["positives"]
+    df = pd.DataFrame({"image_id": [f"{i}_{'left' if i % 2 else 'right'}"
+                                    for i in range(n0 + n1)],
+                       "referable": np.r_[np.zeros(n0, int), np.ones(n1, int)]})
+    n = pd.crosstab(bin2(df), df["referable"])
+    assert (n.loc["train"] + n.loc["val"]).tolist() == list(JAMA16["train"])
+    assert n.loc["test"].tolist() == list(JAMA16["test"])
+    assert n.loc[""].tolist() == [n0 - JAMA16["kept_negatives"], 0]  # every grade >= 2 kept
+    train = n.loc["train"] + n.loc["val"]
+    assert (n.loc["val"] == (train * 0.2).round()).all()  # a fifth of train, per class
+
+
+def test_bin2_on_a_fixture_keeps_the_proportions_and_splits_by_image(tmp_path):
+    rng = np.random.default_rng(5)
+    grades = rng.choice(5, size=240, p=[0.72, 0.07, 0.15, 0.03, 0.03])
+    names = [f"{p}_{eye}" for p in range(1, 121) for eye in ("left", "right")]
+    write_eyepacs(tmp_path, {n: int(g) for n, g in zip(names[:100], grades[:100])},
+                  test={n: (int(g), "Public") for n, g in zip(names[100:], grades[100:])})
+    df, meta = read_format("eyepacs_dr", tmp_path, subset="bin2")
+    n0, n1 = int((grades < 2).sum()), int((grades >= 2).sum())
+    kept = round(n0 * JAMA16["kept_negatives"] / JAMA16["negatives"])
+    train0 = round(kept * JAMA16["train"][0] / JAMA16["kept_negatives"])
+    train1 = round(n1 * JAMA16["train"][1] / JAMA16["positives"])
+    n = df.groupby(["official_split", "referable"]).size().unstack(fill_value=0)
+    assert (n.loc["train"] + n.loc["val"]).tolist() == [train0, train1]
+    assert n.loc["test"].tolist() == [kept - train0, n1 - train1]
+    assert n.loc["val"].tolist() == [round(train0 * 0.2), round(train1 * 0.2)]
+    assert len(df) == kept + n1 and set(df["level"][df["referable"] == 1]) <= {2, 3, 4}
+    # the test set's prevalence is jama16's (7.9 %), far below train's (28.8 %)
+    assert n.loc["test", 1] / n.loc["test"].sum() < 0.5 * (n1 - n.loc["test", 1]) / (
+        len(df) - n.loc["test"].sum())
+    assert meta.fixed_split and "official_split" in meta.aux_columns
+    # split by image, not by patient: some patients have an eye in two splits
+    per_patient = df.groupby("patient_id")["official_split"].nunique()
+    assert (per_patient > 1).any()
+    s = make_split(df, meta, fractions=(6, 100))
+    assert (s["split"] == df["official_split"]).all()
+    assert not s.loc[s["split"] != "train", "labeled_6"].any()
+    again, _ = read_format("eyepacs_dr", tmp_path, subset="bin2")
+    assert again.equals(df)  # the construction is seeded
+    whole, _ = read_format("eyepacs_dr", tmp_path, subset="all")
+    assert len(whole) == 240 and "official_split" not in whole
 
 
 def test_medmnist_keeps_its_split(tmp_path):

@@ -160,6 +160,31 @@ def test_probe_tables_with_random_init_and_the_papers_supervised_column(tmp_path
     assert sup["estimate"] == pytest.approx(0.83) and sup["ci_low"] == pytest.approx(0.81)
 
 
+def test_the_only_ll_probes_are_the_linear_probe_table(tmp_path):
+    """With --only-ll probes (probe.linear: only_ll) the linear-probe table is theirs, not
+    the block-4 layer probe's; the layer table keeps every block."""
+    files = [write_probe(tmp_path, m, ests) for m, ests in
+             (("moco", [0.6, 0.65, 0.7, 0.75]), ("moco_mse", [0.6, 0.66, 0.72, 0.85]))]
+    only_ll = []
+    for m, e in (("moco", 0.71), ("moco_mse", 0.78)):
+        only_ll.append(tmp_path / f"linear_{m}.csv")
+        write_csv(only_ll[-1], pd.DataFrame([{
+            "dataset": "idc", "method": m, "block": "block4", "metric": "f1_macro",
+            "estimate": e, "ci_low": e - 0.02, "ci_high": e + 0.02, "protocol": "only_ll"}]))
+    linear, layer = tables.probe_tables(files, linear_files=only_ll)
+    assert linear.set_index("method")["estimate"].to_dict() == {"moco": 0.71, "moco_mse": 0.78}
+    assert len(layer) == 8 and layer.set_index(["method", "block"]).loc[
+        ("moco_mse", "block4"), "estimate"] == pytest.approx(0.85)
+    out = tmp_path / "tables"
+    tables.build_all(finetune_metrics=write_finetune(tmp_path, {("idc", "moco", 100): 0.8}),
+                     probes=files, ckas=[], kss=[], paireds=[], out_dir=out,
+                     order=["moco", "moco_mse"], display={"moco": "MoCo", "moco_mse": "MoCo+MSE"},
+                     linear_probes=only_ll, probe_protocol="official")
+    md = (out / "linear_probe.md").read_text()
+    assert "78.0 [76.0, 80.0]" in md and "85.0" not in md and "--only-ll" in md
+    assert "reported the validation score only" in (out / "layer_probe.md").read_text()
+
+
 def test_cka_and_ks_tables_mark_nothing(tmp_path):
     cka = tmp_path / "cka.csv"
     write_csv(cka, pd.DataFrame([{"dataset": "idc", "method": m, "fraction": 1.0, "seed": 0,

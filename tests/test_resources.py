@@ -88,3 +88,21 @@ def test_estimate_of_a_run_before_any_data():
     one = sum(res.seconds(res.finetune_work(n, s.finetune, p), "finetune", size, TABLE)
               for p in (1, 100))
     assert hours["finetune"] == pytest.approx(len(s.method_names) * one / 3600)
+
+
+def test_the_official_probes_are_modelled_as_a_backbone_pass_per_epoch():
+    """Under the official protocol a probe runs the backbone over the labelled and the
+    validation images every epoch (the frozen one extracts features once); the --only-ll
+    probe runs the fine-tuning's epochs."""
+    n = {"train": 1000.0, "val": 200.0, "test": 300.0}
+    once = res.probe_work(n, 100, "resnet50")
+    assert once.infer == 1500 and once.train == 0
+    assert res.probe_work(n, 100, "resnet50", epochs=10).infer == 1500 + 10 * 1200
+    s = resolve(validated(merge(merge(demo_config(), TINY), {"finetune": {"epochs": 7}})))
+    assert res.linear_probe_work(n, s.finetune, 100, "resnet18").infer == 1500 + 7 * 1200
+    cfg = validated(merge(merge(demo_config(), TINY), {"probe": {"protocol": "official",
+                                                                 "linear": "only_ll"}}))
+    hours, plain = res.estimate(cfg, TABLE)["dr"], res.estimate(validated(merge(
+        demo_config(), TINY)), TABLE)["dr"]
+    assert hours["probe"] > 10 * plain["probe"] and hours["linear_probe"] > 0
+    assert plain["linear_probe"] == 0

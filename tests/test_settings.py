@@ -96,6 +96,11 @@ def test_variants_resolve_to_their_terms():
     ({"pretrain": {"batch_size": 8, "moco": {"head": "mlp_bn", "bn": "split",
                                              "bn_splits": 8}}},
      "pretrain.moco.bn_splits", "leave one image per split"),
+    # the per-dataset batch is checked too
+    ({"by_format": {"eyepacs_dr": {"pretrain_batch_size": 5}}}, "pretrain.moco.bn_splits",
+     "2 does not divide pretrain.batch_size 5 .dataset dr's pretrain_batch_size.$"),
+    ({"by_format": {"nih_cxr14": {"subset": "bin2"}}, "datasets": {"dr": {
+        "format": "nih_cxr14"}}}, "by_format.nih_cxr14.subset", "is not read by format"),
 ])
 def test_config_errors_name_the_key(over, where, message):
     with pytest.raises(ConfigError, match=message) as e:
@@ -145,3 +150,48 @@ def test_epochs_by_fraction_sets_one_fractions_budget_and_reruns_only_it():
         base.finetune_run("dr", "moco", 100))
     with pytest.raises(ConfigError, match=r"epochs_by_fraction.50: 50 is not one of"):
         tiny_settings(finetune={"epochs_by_fraction": {"50": 2}})
+
+
+def test_official_choices_resolve_per_dataset_and_method():
+    """The official code's per-dataset and per-method choices reach each job's settings;
+    the defaults leave every run as it was."""
+    s = tiny_settings(
+        by_format={"eyepacs_dr": {"pretrain_batch_size": 4, "probe_batch_size": 3,
+                                  "select_metric": "auc_raw_logit", "probe_augment": "dataset",
+                                  "official_subset_augment": True}},
+        datasets={"dr": {"augment": "histo"}},
+        pretrain={"zero_init_residual": "with_term", "val_views": "identical",
+                  "val_max_images": None}, probe={"protocol": "official"})
+    moco, mse = s.pretrain_run("dr", "moco").settings, s.pretrain_run("dr", "moco_mse").settings
+    assert (moco.zero_init_residual, mse.zero_init_residual) == (False, True)
+    assert moco.batch_size == 4 and s.pretrain.batch_size == 8  # the dataset's, not pretrain's
+    assert (mse.val_views, mse.val_max_images) == ("identical", None)
+    assert s.control_zero_init_residual is True
+    assert s.finetune_run("dr", "moco", 6).select_metric == "auc_raw_logit"
+    full, part = s.finetune_run("dr", "moco", 100).augment, s.finetune_run("dr", "moco", 6).augment
+    assert (full.blur_p, full.hflip, full.rotation) == (0.5, 0.5, 0)  # with the demo's overrides
+    # below 100 %: the dataset's own transform, the histopathology horizontal flip
+    assert (part.crop_scale, part.hflip, part.jitter, part.blur_p) == (None, 0.5, None, 0.0)
+    probe = s.probe_run("dr", "moco")
+    assert probe.settings.batch_size == 3 and probe.augment == part
+    assert s.linear_probe_run("dr", "moco").augment == full  # the probe fraction is 100
+    # defaults: none of the new settings is recorded, so results keep their settings
+    plain = tiny_settings()
+    for run in (plain.pretrain_run("dr", "moco"), plain.finetune_run("dr", "moco", 6),
+                plain.probe_run("dr", "moco")):
+        fields = st.result_fields(run)
+        assert "select_metric" not in fields
+    assert "val_views" not in st.result_fields(plain.pretrain_run("dr", "moco"))["settings"]
+    assert not {"protocol", "linear"} & set(st.result_fields(plain.probe_run("dr", "moco"))[
+        "settings"])
+    assert "augment" not in st.result_fields(plain.probe_run("dr", "moco"))
+    assert "paper_interval_spread" not in st.result_fields(plain.bootstrap)
+    official = st.result_fields(s.probe_run("dr", "moco"))
+    assert official["settings"]["protocol"] == "official" and official["augment"]["hflip"] == 0.5
+
+
+def test_the_zero_init_choice_from_the_command_line():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    for text, value in (("with_term", "with_term"), ("false", False), ("true", True)):
+        got = coerce_to_schema({"pretrain": {"zero_init_residual": text}}, schema)
+        assert got["pretrain"]["zero_init_residual"] == value

@@ -22,7 +22,7 @@ from snakerun import ROOT, SMOKE_CONFIG, SMOKE_SSL, planned_jobs, snakemake
 from ilmoco.cluster import site
 
 HERE = Path(__file__).parent / "slurm"
-GPU_RULES = {"pretrain", "finetune", "probe", "cka"}
+GPU_RULES = {"pretrain", "finetune", "probe", "linear_probe", "cka"}
 OPTED_IN = os.environ.get("ILMOCO_TEST_SLURM") == "1"
 
 # A small test cluster: one `debug` partition, no accounting daemon (squeue status), short

@@ -251,7 +251,9 @@ def test_rerun_is_deterministic_and_needs_no_network(smoke_run, tmp_path):
     (site / "sitecustomize.py").write_text(NO_NETWORK)
     work = tmp_path / "again"
     work.mkdir()
-    snakemake(*CHAIN, workdir=work, env={"PYTHONPATH": str(site)})
+    # the site directory first, keeping any PYTHONPATH the suite runs under
+    path = os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))
+    snakemake(*CHAIN, workdir=work, env={"PYTHONPATH": path})
     compared = 0
     for b in (work / "results").rglob("*"):
         rel = b.relative_to(work)
@@ -406,3 +408,39 @@ def test_data_parallel_pretraining_through_snakemake(smoke_run, tmp_path):
     assert log.splitlines()[-1].startswith("== done in")
     curve = pd.read_csv(work / PRETRAIN / "metrics.csv")
     assert curve["infonce"].notna().sum() >= 4 and torch_load(work / target)["meta"]["epochs"] == 4
+
+
+# ------------------------------------------------------------------ the official protocol
+
+PAPER_SMOKE = ROOT / "config" / "paper_smoke.yaml"
+
+
+def test_the_official_probes_run_in_the_smoke_dag_under_the_official_preset(smoke_run,
+                                                                           tmp_path):
+    """config/paper_smoke.yaml (the paper preset's official choices at the smoke size):
+    the whole DAG plans an --only-ll linear probe beside each layer probe, and both
+    protocols run through Snakemake on jama16's bin2 subset of the smoke data."""
+    configs = (*SMOKE_CONFIG, PAPER_SMOKE)
+    jobs = planned_jobs(workdir=tmp_path, configfiles=configs)
+    assert jobs["linear_probe"] == jobs["probe"] == len(SMOKE_SSL) + 1  # + the control
+    work = tmp_path / "work"  # the raw smoke data only: bin2 makes a manifest of its own
+    shutil.copytree(smoke_run / "data/synthetic/dr_synth", work / "data/synthetic/dr_synth",
+                    copy_function=shutil.copy2)
+    targets = [f"results/dr_synth/probe/{m}/{f}.csv" for m in ("moco", "random_init")
+               for f in ("probe", "linear")]
+    snakemake(*targets, workdir=work, configfiles=configs)
+    split = pd.read_csv(work / "results/dr_synth/data/split.csv")
+    whole = pd.read_csv(smoke_run / "results/dr_synth/data/split.csv")
+    assert 0 < len(split) < len(whole) and split["referable"].mean() > whole["referable"].mean()
+    for m in ("moco", "random_init"):
+        d = work / "results/dr_synth/probe" / m
+        layer = json.loads((d / "probe.json").read_text())
+        assert layer["protocol"] == "official" and len(layer["history"]) == 2
+        assert set(pd.read_csv(d / "probe.csv")["best_epoch"]) == {1}  # the last epoch
+        ll = pd.read_csv(d / "linear.csv").iloc[0]
+        assert (ll["protocol"], ll["block"], ll["epochs"]) == ("only_ll", "block4", 2)
+    meta = torch_load(work / "results/dr_synth/pretrain/moco/encoder.pt")["meta"]
+    assert meta["settings"]["settings"]["zero_init_residual"] is False  # MoCo-only
+    assert meta["settings"]["settings"]["batch_size"] == 8
+    log = (work / "results/dr_synth/logs/pretrain_moco.log").read_text()
+    assert "epoch 2/2 |" in log and "val_loss" in log

@@ -139,3 +139,38 @@ def test_paper_interval_is_the_official_standard_error():
     assert r["paper_mean"] == pytest.approx(reps.mean(), abs=1e-12)
     assert r["paper_ci_low"] == pytest.approx(reps.mean() - half, abs=1e-12)
     assert r["paper_ci_high"] == pytest.approx(reps.mean() + half, abs=1e-12)
+
+
+def test_the_chest_paper_interval_has_the_spread_between_labels():
+    """The official chest code: per-label AUCs of each of B image-level resamples, mean and
+    sd over the whole B x L array, mean ± 1.96·sd/√B; re-computed here with scikit-learn on
+    the same draws (explicitly resampled images)."""
+    from ilmoco.config.settings import BootstrapSettings
+    from ilmoco.evaluation.bootstrap import metric_interval, resample_weights
+
+    rng = np.random.default_rng(7)
+    n, L, B = 150, 5, 240
+    y = (rng.random((n, L)) < [0.2, 0.3, 0.4, 0.25, 0.35]).astype(int)
+    strength = np.array([0.2, 0.6, 1.0, 1.6, 2.5])  # labels of very different AUC
+    p = 1 / (1 + np.exp(-(y * strength + rng.normal(size=(n, L)))))
+    settings = BootstrapSettings(resamples=B, seed=3, level=0.95, paper_interval=True,
+                                 paper_interval_spread="labels")
+    r = metric_interval(y, p, "macro_auc", None, None, settings)
+    W = resample_weights(np.arange(n), B, np.random.default_rng(3))
+    auc = np.array([[roc_auc_score(y[idx, j], p[idx, j]) for j in range(L)]
+                    for idx in (np.repeat(np.arange(n), w.astype(int)) for w in W)])
+    half = 1.96 * auc.std() / np.sqrt(B)
+    assert r["paper_mean"] == pytest.approx(auc.mean(), abs=1e-12)
+    assert r["paper_ci_low"] == pytest.approx(auc.mean() - half, abs=1e-12)
+    assert r["paper_ci_high"] == pytest.approx(auc.mean() + half, abs=1e-12)
+    # the same formula on the macro replicates (histopathology, retina) is far narrower
+    macro = metric_interval(y, p, "macro_auc", None, None, BootstrapSettings(
+        resamples=B, seed=3, level=0.95, paper_interval=True))
+    assert macro["paper_mean"] == pytest.approx(r["paper_mean"], abs=1e-12)
+    assert macro["paper_ci_high"] - macro["paper_ci_low"] < 0.25 * (
+        r["paper_ci_high"] - r["paper_ci_low"])
+    # one label: the two are the same
+    one = [metric_interval(y[:, 2], p[:, 2], "macro_auc", None, None, BootstrapSettings(
+        resamples=B, seed=3, level=0.95, paper_interval=True, paper_interval_spread=s))
+        for s in ("replicates", "labels")]
+    assert one[0] == one[1]

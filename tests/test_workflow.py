@@ -148,6 +148,8 @@ def test_a_real_run_inherits_nothing_from_the_demo(tmp_path, preset):
 
 OFFICIAL = {
     "pretrain": {"arch": "resnet50", "batch_size": 32, "precision": "fp32", "select": "val_loss",
+                 "zero_init_residual": "with_term", "val_max_images": None,
+                 "val_views": "identical",
                  "augment_overrides": {"blur_sigma": [0.1, 2.0]},
                  "optimizer": {"name": "sgd", "lr": 0.03, "momentum": 0.9,
                                "weight_decay": 0.0001, "decay_norm_and_bias": True,
@@ -159,44 +161,97 @@ OFFICIAL = {
                  "bt": {"weights": [1, 1, 1, 1], "projector": [2048] * 3, "lambda_on": 5e-5,
                         "lambda_off": 5e-5, "scale": 0.03125}},
     "finetune": {"arch": "resnet50", "epochs": 100, "patience": 100, "batch_size": 16,
-                 "min_steps_per_epoch": 1,
+                 "min_steps_per_epoch": 1, "zero_init_residual": False,
                  "optimizer": {"name": "adam", "lr": 0.001, "weight_decay": 0,
                                "decay_norm_and_bias": True, "schedule": "constant"}},
-    "probe": {"supervised_reference": "finetune"},
+    "probe": {"supervised_reference": "finetune", "protocol": "official", "linear": "only_ll",
+              "lr": 0.001},
     "cka": {"kernel": "rbf_fixed", "sigma": 0.8, "subset": 1000, "repeats": 50},
-    "bootstrap": {"resamples": 500, "paper_interval": True},
+    "bootstrap": {"resamples": 500, "paper_interval": True, "paper_interval_spread": "labels"},
 }
 
 
-OFFICIAL_BY_DATASET = {  # image size, MSE pooling, KS reference, fundus crop, augmentation
-    "nih": (512, (16, 16, 4, 4), "moco", False, "chest"),
-    "idc": (255, (1, 1, 1, 1), "moco_bt", False, "histo"),
-    "dr": (299, (16, 16, 4, 4), "moco_mse", True, "retina"),
+# dataset -> the official code's choice for it
+OFFICIAL_BY_DATASET = {
+    "nih": {"image_size": 512, "mse_pool": (16, 16, 4, 4), "ks_reference": "moco",
+            "fundus_crop": False, "augment": "chest", "pretrain_batch": 16, "probe_batch": 16,
+            "probe_augment": "finetune", "select": "macro_auc", "subset_augment": False,
+            "lists": "chest_xray/chest_xray_14_{}_list.txt", "subset": None},
+    "idc": {"image_size": 255, "mse_pool": (1, 1, 1, 1), "ks_reference": "moco_bt",
+            "fundus_crop": False, "augment": "histo", "pretrain_batch": 32, "probe_batch": 64,
+            "probe_augment": "dataset", "select": "accuracy", "subset_augment": True,
+            "lists": "breast_cancer_histopathology/{}_split.csv", "subset": None},
+    "dr": {"image_size": 299, "mse_pool": (16, 16, 4, 4), "ks_reference": "moco_mse",
+           "fundus_crop": True, "augment": "retina", "pretrain_batch": 8, "probe_batch": 16,
+           "probe_augment": "finetune", "select": "auc_raw_logit", "subset_augment": False,
+           "lists": None, "subset": "bin2"},
 }
+# zero-initialised residuals: the MSE and BT scripts, not MoCo-only (pl_bolts) or the
+# supervised baseline (torchvision's default)
+OFFICIAL_ZERO_INIT = {"moco": False, "moco_mse": True, "moco_bt": True}
+OFFICIAL_SPLITS = ROOT / "config" / "official_splits.example.yaml"
 
 
 def test_the_paper_preset_resolves_to_the_official_settings(tmp_path):
-    cfg = resolved(tmp_path, REAL, PRESETS / "paper.yaml")
+    cfg = resolved(tmp_path, REAL, OFFICIAL_SPLITS, PRESETS / "paper.yaml")
     for path, value in leaves(OFFICIAL):
         assert get(cfg, path) == value, ".".join(path)
     from stagedata import validated
 
+    from ilmoco.config.augment import preset
     from ilmoco.config.resolve import resolve
 
     s = resolve(validated(cfg))
-    for d, (size, pool, ks, crop, aug) in OFFICIAL_BY_DATASET.items():
+    assert s.finetune.zero_init_residual is False  # the supervised baseline
+    for d, want in OFFICIAL_BY_DATASET.items():
         ds = s.datasets[d]
         assert (ds.image_size, ds.ks_reference, ds.fundus_crop, ds.augment) == (
-            size, ks, crop, aug), d
+            want["image_size"], want["ks_reference"], want["fundus_crop"], want["augment"]), d
         mse = s.pretrain_run(d, "moco_mse").term
-        assert mse.settings.pool == pool and mse.weights == (0.25,) * 4, d
+        assert mse.settings.pool == want["mse_pool"] and mse.weights == (0.25,) * 4, d
         bt = s.pretrain_run(d, "moco_bt").term.settings
         assert (bt.lambda_on, bt.lambda_off, bt.scale, bt.projector) == (
             5e-5, 5e-5, 1 / 32, (2048, 2048, 2048))
         spec = s.pretrain_run(d, "moco").augment
         assert spec.blur_sigma == (0.1, 2.0) and spec.jitter == (0.4, 0.4, 0.4, 0.1)
-        assert spec.rotation == (30 if aug in ("chest", "retina") else 0)
-        assert spec.crop_scale == ((0.4, 1.0) if aug == "histo" else None)
+        assert spec.rotation == (30 if want["augment"] in ("chest", "retina") else 0)
+        assert spec.crop_scale == ((0.4, 1.0) if want["augment"] == "histo" else None)
+        for m, zero in OFFICIAL_ZERO_INIT.items():
+            run = s.pretrain_run(d, m).settings
+            assert (run.batch_size, run.zero_init_residual) == (want["pretrain_batch"], zero), (
+                d, m)
+        # the split: the authors' lists (NIH, IDC) or jama16's bin2 (EyePACS)
+        if want["lists"]:
+            assert {k: v.split("intermdiate_layer_matter_ssl/")[1]
+                    for k, v in ds.split_lists.items()} == {
+                k: want["lists"].format(k) for k in ("train", "val", "test")}, d
+        else:
+            assert ds.split_lists is None
+        assert ds.reader_options.get("subset") == want["subset"], d
+        # fine-tuning: the official selection metric; the Subset quirk below 100 %
+        overrides = {"blur_sigma": [0.1, 2.0]}
+        full = preset(want["augment"], "finetune", overrides)
+        flips = preset(want["augment"], "dataset", overrides)
+        assert flips == (preset("histo", "dataset") if want["augment"] == "histo" else
+                         preset("none", "dataset"))  # histopathology: a horizontal flip
+        for pct in (1, 6, 100):
+            ft = s.finetune_run(d, "moco", pct)
+            assert ft.select_metric == want["select"], d
+            quirk = want["subset_augment"] and pct < 100
+            assert ft.augment == (flips if quirk else full), (d, pct)
+        # the official layer probes and the --only-ll linear probe
+        for m in s.probe_methods():
+            probe = s.probe_run(d, m)
+            assert (probe.settings.protocol, probe.settings.batch_size, probe.settings.lr) == (
+                "official", want["probe_batch"], 0.001), (d, m)
+            assert probe.augment == (full if want["probe_augment"] == "finetune" else flips), (
+                d, m)
+            only_ll = s.linear_probe_run(d, m)
+            assert (only_ll.settings.epochs, only_ll.settings.batch_size, only_ll.augment,
+                    only_ll.fraction) == (100, 16, full, 100.0), (d, m)
+            assert (only_ll.settings.optimizer.name, only_ll.settings.optimizer.lr) == (
+                "adam", 0.001)
+    assert s.probe_methods() == ["moco", "moco_mse", "moco_bt", "random_init"]
 
 
 def test_the_v2_preset_resolves_to_its_documented_values(tmp_path):
@@ -212,6 +267,19 @@ def test_the_v2_preset_resolves_to_its_documented_values(tmp_path):
         assert get(cfg, path) == value, ".".join(path)
     for d in ("nih", "idc", "dr"):
         assert cfg["by_format"][cfg["datasets"][d]["format"]]["image_size"] == 224
+    # the clean choices, not the official code's quirks
+    from stagedata import validated
+
+    from ilmoco.config.resolve import resolve
+
+    s = resolve(validated(cfg))
+    assert (s.probe.protocol, s.probe.linear, s.bootstrap.paper_interval) == (
+        "frozen", "layer", False)
+    assert (s.pretrain.val_views, s.pretrain.zero_init_residual) == ("augmented", True)
+    for d, ds in s.datasets.items():
+        assert ds.split_lists is None and ds.reader_options.get("subset") is None
+        assert not ds.official_subset_augment and ds.select_metric is None
+        assert s.pretrain_run(d, "moco").settings.batch_size == 256
     preset = yaml.safe_load((PRESETS / "v2.yaml").read_text())  # execution settings
     assert preset["pretrain"]["compile"] is True and preset["finetune"]["compile"] is True
 

@@ -95,3 +95,19 @@ BUILDERS = [backbone_ref(S.pretrain.arch).builder, backbone_ref(S.finetune.arch)
 def pretrain_code(wildcards):
     run = S.pretrain_run(wildcards.dataset, wildcards.method)
     return code("pretrain.py", run.base_model, run.term.model, run.backbone.builder)
+
+
+def split_settings(wildcards):
+    """The split's settings; with split lists, the lists and the dataset's on_missing."""
+    ds = dataset_of(wildcards)
+    out = result_fields(S.split)
+    if ds.split_lists:
+        out.update(lists=dict(ds.split_lists), on_missing=ds.reader_options["on_missing"])
+    return out
+
+
+def control_init(wildcards):
+    """The random-init control's initialisation (the pretraining's starting point)."""
+    if wildcards.method != RANDOM_INIT:
+        return {}
+    return {"seed": S.pretrain.seed, "zero_init_residual": S.control_zero_init_residual}

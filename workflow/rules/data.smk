@@ -43,14 +43,16 @@ rule manifest:
 
 
 rule split:
-    """Seeded patient-level train/val/test split and nested labelled fractions."""
+    """Seeded patient-level train/val/test split (or the dataset's published split lists)
+    and nested labelled fractions."""
     input:
+        unpack(split_lists),
         manifest=MANIFEST,
         meta=META,
     output:
         split=SPLIT,
     params:
-        split=result_fields(S.split),
+        split=split_settings,
         fractions=list(S.fractions),
         code=code("split.py"),
     log:

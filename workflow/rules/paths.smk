@@ -9,6 +9,7 @@ ENCODER = f"{D}/pretrain/{{method}}/encoder.pt"
 PRETRAIN_METRICS = f"{D}/pretrain/{{method}}/metrics.csv"
 FT = f"{D}/finetune/{{method}}/labeled_{{pct}}/seed{{seed}}"
 PROBE = f"{D}/probe/{{method}}/probe.csv"
+LINEAR_PROBE = f"{D}/probe/{{method}}/linear.csv"
 CKA = f"{D}/analysis/cka_{{method}}.csv"
 KS = f"{D}/analysis/ks.csv"
 PAIRED = f"{D}/analysis/paired.csv"
@@ -42,6 +43,7 @@ def dataset_targets(d):
     out += expand(PRETRAIN_METRICS, dataset=d, method=SSL)
     out += expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS, seed=SEEDS)
     out += expand(PROBE, dataset=d, method=S.probe_methods())
+    out += expand(LINEAR_PROBE, dataset=d, method=linear_probe_methods())
     out += expand(CKA, dataset=d, method=SSL)
     if HAS_FULL:
         out.append(KS.format(dataset=d))
@@ -53,6 +55,11 @@ def dataset_targets(d):
 def final_targets():
     out = [RESOLVED] + [t for d in DATASETS for t in dataset_targets(d)]
     return out + report_targets()
+
+
+def linear_probe_methods():
+    """Encoders with an --only-ll linear probe of their own (probe.linear: only_ll)."""
+    return S.probe_methods() if S.probe.linear == "only_ll" else []
 
 
 def encoder_input(wildcards):
@@ -70,3 +77,9 @@ def probed_model(wildcards):
         return {"model": ft_path("model.pt", dataset=wildcards.dataset, method=SUPERVISED,
                                  pct="100", seed=SEEDS[0])}
     return {"model": ENCODER.format(dataset=wildcards.dataset, method=wildcards.method)}
+
+
+def split_lists(wildcards):
+    """The dataset's published split lists (inputs: editing one reruns the split)."""
+    lists = dataset_of(wildcards).split_lists
+    return {f"list_{k}": v for k, v in lists.items()} if lists else {}

@@ -33,12 +33,17 @@ def dataset_size(wildcards, input):
 
 def work_model(stage, wildcards, n):
     if stage == "pretrain":
-        return res.pretrain_work(n, S.pretrain, S.method(wildcards.method).base)
+        return res.pretrain_work(n, S.pretrain_run(wildcards.dataset, wildcards.method).settings,
+                                 S.method(wildcards.method).base)
     if stage == "finetune":
         return res.finetune_work(n, S.finetune, float(wildcards.pct))
     if stage == "probe":
-        arch = S.finetune.arch if wildcards.method == SUPERVISED else S.pretrain.arch
-        return res.probe_work(n, S.probe.fraction, arch)
+        r = S.probe_run(wildcards.dataset, wildcards.method)
+        epochs = r.settings.epochs if r.settings.protocol == "official" else 0
+        return res.probe_work(n, S.probe.fraction, r.arch, epochs)
+    if stage == "linear_probe":
+        return res.linear_probe_work(n, S.finetune, S.probe.fraction,
+                                     S.probe_arch(wildcards.method))
     return res.cka_work(n, len(PCTS) * len(SEEDS), S.cka.subset, S.cka.repeats,
                         S.pretrain.arch)
 

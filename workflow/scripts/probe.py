@@ -17,5 +17,6 @@ with job_log(snakemake.log[0], threads=snakemake.threads, stage="probe",
         zero_init_residual=init.get("zero_init_residual", True), split_csv=inp.split,
         meta=DatasetMeta.from_dict(read_json(inp.meta)), cache_images=inp.images,
         cache_index=inp.index, out_csv=out.csv, out_json=out.json,
+        resume_path=params.resume, code=params.code,
     ))
     print(df[["block", "estimate", "ci_low", "ci_high"]].to_string(index=False))

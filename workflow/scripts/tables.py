@@ -7,6 +7,6 @@ from ilmoco.stages.tables import run
 
 inp = snakemake.input
 with job_log(snakemake.log[0], stage="tables"):
-    run(finetune=inp.finetune, probes=inp.probes, ckas=inp.ckas, kss=inp.kss,
+    run(finetune=inp.finetune, probes=inp.probes, linear=inp.linear, ckas=inp.ckas, kss=inp.kss,
         paireds=inp.paireds, presentation=snakemake.params.presentation,
         out_dir=Path(snakemake.output.finetune_csv).parent)

@@ -10,7 +10,9 @@ the site's maximum:
 * ``finetune``: per epoch the images labelled at the fraction (at least batch × min steps)
   and one pass over validation, for the maximum number of epochs (calibration uses the
   epochs a run really took: early stopping ends runs sooner), plus the test passes;
-* ``probe``: one feature pass over the probe's train/val/test images;
+* ``probe``: one feature pass over the probe's train/val/test images; under the official
+  protocol (and for ``linear_probe``, the ``--only-ll`` probe) a backbone pass over the
+  labelled and the validation images every epoch besides;
 * ``cka``: one feature pass per model over the test images;
 * ``cache``: decoding every image once, on ``threads`` CPU cores.
 
@@ -41,7 +43,7 @@ from ilmoco.config.bases import BASES
 REFERENCE_SIZE = 224
 REPO = Path(__file__).resolve().parents[3]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-STAGES = ("pretrain", "finetune", "probe", "cka")
+STAGES = ("pretrain", "finetune", "probe", "linear_probe", "cka")
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def pretrain_work(n: dict, s, base: str = "moco") -> Work:
     """``s``: PretrainSettings; ``base``: the method's SSL base (its registry entry gives
     its cost per pair)."""
     steps = s.epochs * max(1, int(n["train"]) // s.batch_size)
-    val = min(n["val"], s.val_max_images)
+    val = n["val"] if s.val_max_images is None else min(n["val"], s.val_max_images)
     infer = s.epochs * (2 * val + (s.knn.bank_images + val if s.knn.enabled else 0))
     return Work(steps * s.batch_size * BASES[base].cost, infer, s.arch)
 
@@ -94,8 +96,20 @@ def finetune_work(n: dict, s, pct: float, epochs: int | None = None) -> Work:
     return Work(epochs * labelled, epochs * n["val"] + 2 * n["test"], s.arch)
 
 
-def probe_work(n: dict, probe_fraction: float, arch: str) -> Work:
-    return Work(0, n["train"] * probe_fraction / 100 + n["val"] + n["test"], arch)
+def probe_work(n: dict, probe_fraction: float, arch: str, epochs: int = 0,
+               labelled: float | None = None) -> Work:
+    """``epochs``: 0 for features extracted once (the frozen protocol), else the epochs of a
+    probe that runs the backbone every step (forward only) and validates every epoch;
+    ``labelled``: its training images per epoch (default: the probe fraction's)."""
+    train = n["train"] * probe_fraction / 100
+    per_epoch = (train if labelled is None else labelled) + n["val"]
+    return Work(0, train + n["val"] + n["test"] + epochs * per_epoch, arch)
+
+
+def linear_probe_work(n: dict, s, pct: float, arch: str) -> Work:
+    """The ``--only-ll`` probe: ``s`` the FinetuneSettings whose epochs and batch it runs."""
+    labelled = max(n["train"] * pct / 100, s.batch_size * s.min_steps_per_epoch)
+    return probe_work(n, pct, arch, s.epochs, labelled)
 
 
 def cka_work(n: dict, runs: int, subset: int, repeats: int, arch: str) -> Work:
@@ -131,7 +145,8 @@ def cache_minutes(n_images: int, threads: int, table: dict, attempt: int = 1,
 
 # ------------------------------------------------------------------ calibration
 
-BENCH_NAME = re.compile(r"^(?P<stage>pretrain|finetune|probe|cka)_(?P<rest>.+)\.tsv$")
+BENCH_NAME = re.compile(
+    r"^(?P<stage>pretrain|finetune|linear_probe|probe|cka)_(?P<rest>.+)\.tsv$")
 
 
 def benchmark_seconds(tsv: Path) -> float:
@@ -173,7 +188,8 @@ def calibrate(results: Path, benchmarks: Path, table: dict, min_seconds: float =
         if m["stage"] == "pretrain":
             if m["rest"] not in s.method_names:
                 continue
-            work = pretrain_work(n, s.pretrain, s.method(m["rest"]).base)
+            work = pretrain_work(n, s.pretrain_run(dataset, m["rest"]).settings,
+                                 s.method(m["rest"]).base)
         else:
             run = re.fullmatch(r"(\w+?)_labeled_([0-9.]+)_seed(\d+)", m["rest"])
             if run is None:
@@ -205,10 +221,11 @@ def estimate(config: dict, table: dict) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for d, ds in s.datasets.items():
         n = split_counts(ds.public_images, s.split.ratios)
-        hours = {"pretrain": 0.0, "finetune": 0.0, "probe": 0.0, "cka": 0.0}
+        hours = {stage: 0.0 for stage in STAGES}
         for m in s.method_names:
             if s.method(m).is_ssl:
-                hours["pretrain"] += seconds(pretrain_work(n, s.pretrain, s.method(m).base),
+                hours["pretrain"] += seconds(pretrain_work(n, s.pretrain_run(d, m).settings,
+                                                           s.method(m).base),
                                              "pretrain", ds.image_size, table)
                 hours["cka"] += seconds(cka_work(n, len(s.fractions) * len(s.seeds),
                                                  s.cka.subset, s.cka.repeats,
@@ -216,8 +233,15 @@ def estimate(config: dict, table: dict) -> dict[str, dict[str, float]]:
             for pct in s.fractions:
                 hours["finetune"] += len(s.seeds) * seconds(
                     finetune_work(n, s.finetune, pct), "finetune", ds.image_size, table)
-        hours["probe"] += len(s.probe_methods()) * seconds(
-            probe_work(n, s.probe.fraction, s.pretrain.arch), "probe", ds.image_size, table)
+        for m in s.probe_methods():
+            r = s.probe_run(d, m)
+            epochs = r.settings.epochs if r.settings.protocol == "official" else 0
+            hours["probe"] += seconds(probe_work(n, s.probe.fraction, r.arch, epochs),
+                                      "probe", ds.image_size, table)
+            if s.probe.linear == "only_ll":
+                hours["linear_probe"] += seconds(
+                    linear_probe_work(n, s.finetune, s.probe.fraction, r.arch),
+                    "linear_probe", ds.image_size, table)
         out[d] = {k: v / 3600 for k, v in hours.items()}
     return out
 
@@ -260,7 +284,7 @@ def print_estimate(configfiles, table_path=None) -> None:
     validate(config, str(SCHEMA))
     table = load_table(table_path or DEFAULT_THROUGHPUT)
     hours = estimate(config, table)
-    stages = ["pretrain", "finetune", "probe", "cka"]
+    stages = list(STAGES)
     print("| dataset | " + " | ".join(stages) + " | total |")
     print("|---|" + "---:|" * (len(stages) + 1))
     for d, h in hours.items():

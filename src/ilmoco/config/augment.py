@@ -36,23 +36,30 @@ class AugmentSpec:
 
 _JIT = (0.4, 0.4, 0.4, 0.1)
 # Per-dataset presets from the official code (docs/protocol.md): "ssl" gives the two
-# views for pretraining, "finetune" the training augmentation for fine-tuning.
+# views for pretraining, "finetune" the training augmentation for fine-tuning, "dataset"
+# the official dataset class's own training transform, which applies where the official
+# code set no other: fine-tuning below 100 % labels on histopathology (the Subset quirk)
+# and its probing script (histopathology: a horizontal flip; none for the other datasets,
+# whose official code never falls back on it).
 PRESETS: dict[str, dict[str, AugmentSpec]] = {
     "chest": {
         "ssl": AugmentSpec(jitter=_JIT, grayscale_p=0.2, blur_p=0.5, rotation=30),
         "finetune": AugmentSpec(jitter=_JIT, grayscale_p=0.2, blur_p=0.5, rotation=30),
+        "dataset": AugmentSpec(),
     },
     "histo": {
         "ssl": AugmentSpec(crop_scale=(0.4, 1.0), jitter=_JIT, grayscale_p=0.2, blur_p=0.5,
                            hflip=0.5),
         "finetune": AugmentSpec(crop_scale=(0.2, 1.0), jitter=_JIT, grayscale_p=0.2, blur_p=0.5,
                                 rotation=30, hflip=0.5),
+        "dataset": AugmentSpec(hflip=0.5),
     },
     "retina": {
         "ssl": AugmentSpec(jitter=_JIT, grayscale_p=0.2, blur_p=0.5, rotation=30, hflip=0.5),
         "finetune": AugmentSpec(jitter=(0.0, 0.4, 0.0, 0.1), hflip=0.5, vflip=0.5),
+        "dataset": AugmentSpec(),
     },
-    "none": {"ssl": AugmentSpec(), "finetune": AugmentSpec()},
+    "none": {"ssl": AugmentSpec(), "finetune": AugmentSpec(), "dataset": AugmentSpec()},
 }
 
 

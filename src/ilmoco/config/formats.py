@@ -39,7 +39,7 @@ FORMATS: dict[str, FormatSpec] = {f.name: f for f in (
                synthetic="ilmoco.data.synthetic:generate_idc", paper="idc"),
     FormatSpec("eyepacs_dr", "EyePACS retinopathy",
                "ilmoco.data.formats.eyepacs:read_eyepacs_dr", f"{L}:is_eyepacs", "macro_auc",
-               "retina", options=("halves",), public_images=88_702,
+               "retina", options=("halves", "subset"), public_images=88_702,
                synthetic="ilmoco.data.synthetic:generate_eyepacs", paper="dr"),
     FormatSpec("medmnist", "MedMNIST", "ilmoco.data.formats.medmnist:read_medmnist",
                f"{L}:is_medmnist", "macro_auc", "chest", options=("file",)),

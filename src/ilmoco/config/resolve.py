@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ilmoco.config.augment import preset
 from ilmoco.config.backbones import backbone_ref
@@ -24,6 +25,7 @@ from ilmoco.config.settings import (
     DatasetSettings,
     FinetuneRun,
     FinetuneSettings,
+    LinearProbeRun,
     PairedSettings,
     PretrainRun,
     PretrainSettings,
@@ -92,6 +94,14 @@ class RunSettings:
             out.append(SUPERVISED)
         return out
 
+    @property
+    def control_zero_init_residual(self) -> bool:
+        """The random-init control's initialisation: the pretraining's (``with_term``: that
+        of the methods with an intermediate term, whose starting point the paper's claims
+        are about)."""
+        z = self.pretrain.zero_init_residual
+        return True if z == "with_term" else bool(z)
+
     def base_chance(self, method: str) -> tuple[float, str] | None:
         """The base loss of an encoder that learned nothing (e.g. InfoNCE's ln(K + 1)) and
         its label, or None."""
@@ -103,33 +113,63 @@ class RunSettings:
         m, ds = self.method(method), self.datasets[dataset]
         if not m.is_ssl:
             raise ValueError(f"{method!r} is not a self-supervised method")
+        pre = self.pretrain
+        zero_init = (m.term != "none") if pre.zero_init_residual == "with_term" else bool(
+            pre.zero_init_residual)
+        pre = dataclasses.replace(pre, zero_init_residual=zero_init,
+                                  batch_size=ds.pretrain_batch_size or pre.batch_size)
         # The run keeps only the settings its base and term read, so a setting of another
         # method reruns nothing here.
         return PretrainRun(
             dataset, method, m.base, self.bases[m.base], ds.metric,
             term_spec(m, self.terms, ds),
-            preset(ds.augment, "ssl", self.pretrain.augment_overrides), self.pretrain,
+            preset(ds.augment, "ssl", self.pretrain.augment_overrides), pre,
             base_model=BASES[m.base].model, backbone=backbone_ref(self.pretrain.arch))
 
-    def finetune_run(self, dataset: str, method: str, pct: float | None = None) -> FinetuneRun:
-        """The run at label fraction ``pct``: its own maximum epochs
+    def finetune_augment(self, dataset: str, pct: float):
+        """The fine-tuning augmentation of a label fraction: the dataset's preset, or below
+        100 % with ``official_subset_augment`` the dataset's own transform only."""
+        ds, ft = self.datasets[dataset], self.finetune
+        if not ft.augment:
+            return None
+        stage = "dataset" if ds.official_subset_augment and float(pct) < 100 else "finetune"
+        return preset(ds.augment, stage, ft.augment_overrides)
+
+    def finetune_run(self, dataset: str, method: str, pct: float = 100.0) -> FinetuneRun:
+        """The run at label fraction ``pct``: its augmentation and its own maximum epochs
         (``epochs_by_fraction``), so an entry for one fraction reruns only that fraction."""
         ds, ft = self.datasets[dataset], self.finetune
-        ft = dataclasses.replace(ft, epochs=ft.epochs_at(pct) if pct is not None else ft.epochs,
-                                 epochs_by_fraction={})
-        aug = preset(ds.augment, "finetune", ft.augment_overrides) if ft.augment else None
-        return FinetuneRun(dataset, method, ds.metric, aug, ft,
-                           backbone=backbone_ref(ft.arch))
+        ft = dataclasses.replace(ft, epochs=ft.epochs_at(pct), epochs_by_fraction={})
+        return FinetuneRun(dataset, method, ds.metric, self.finetune_augment(dataset, pct),
+                           ft, backbone=backbone_ref(ft.arch), select_metric=ds.select_metric)
 
     def cka_run(self) -> CKARun:
         return CKARun(self.cka, self.bootstrap.level, self.finetune.precision,
                       device=self.finetune.device)
 
+    def probe_arch(self, method: str) -> str:
+        return self.finetune.arch if method == SUPERVISED else self.pretrain.arch
+
     def probe_run(self, dataset: str, method: str) -> ProbeRun:
-        arch = self.finetune.arch if method == SUPERVISED else self.pretrain.arch
-        return ProbeRun(dataset, method, self.datasets[dataset].metric, arch, self.probe,
-                        self.bootstrap, device=self.finetune.device,
-                        precision=self.finetune.precision, backbone=backbone_ref(arch))
+        ds, arch = self.datasets[dataset], self.probe_arch(method)
+        probe = dataclasses.replace(self.probe,
+                                    batch_size=ds.probe_batch_size or self.probe.batch_size)
+        augment = None
+        if probe.protocol == "official" and ds.probe_augment != "none":
+            augment = preset(ds.augment, ds.probe_augment, self.finetune.augment_overrides)
+        return ProbeRun(dataset, method, ds.metric, arch, probe, self.bootstrap,
+                        device=self.finetune.device, precision=self.finetune.precision,
+                        backbone=backbone_ref(arch), augment=augment)
+
+    def linear_probe_run(self, dataset: str, method: str) -> LinearProbeRun:
+        """The ``--only-ll`` linear probe of an encoder (``probe.linear: only_ll``), on the
+        probe's label fraction."""
+        arch, pct = self.probe_arch(method), self.probe.fraction
+        ft = dataclasses.replace(self.finetune, epochs=self.finetune.epochs_at(pct),
+                                 epochs_by_fraction={})
+        return LinearProbeRun(dataset, method, self.datasets[dataset].metric, arch, pct,
+                              self.finetune_augment(dataset, pct), ft,
+                              self.probe.seed, self.bootstrap, backbone=backbone_ref(arch))
 
 
 def term_spec(method: Method, terms: Mapping, ds: DatasetSettings) -> TermSpec:
@@ -167,13 +207,21 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
     if stray:
         raise ConfigError(f"datasets.{name}.{stray[0]}", f"is not read by format {fmt.name} "
                           f"(its own keys: {list(fmt.options) or 'none'})")
+    stray = sorted(k for k in others if fmt_defaults.get(k) is not None)
+    if stray:
+        raise ConfigError(f"by_format.{fmt.name}.{stray[0]}", f"is not read by format "
+                          f"{fmt.name} (its own keys: {list(fmt.options) or 'none'})")
     if entry.get("synthetic") and fmt.synthetic is None:
         raise ConfigError(f"datasets.{name}.synthetic", f"format {fmt.name} has no "
                           "synthetic generator")
     options = {"on_missing": entry["on_missing"]}
     for key in fmt.options:
-        value = entry.get(key)
+        value = pick(key)
         options[key] = tuple(value) if isinstance(value, list) else value
+    lists = entry.get("split_lists")
+    if lists:  # relative to the dataset root, or absolute
+        lists = {k: str(Path(entry["root"]) / Path(lists[k]).expanduser())
+                 for k in ("train", "val", "test")}
     term_defaults = {}
     for kind in TERMS.values():
         for setting, key in kind.dataset_keys.items():
@@ -190,6 +238,10 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
         fundus_crop=bool(pick("fundus_crop")), synthetic=synthetic,
         synthetic_generator=fmt.synthetic if synthetic else None,
         public_images=fmt.public_images, paper=None if synthetic else fmt.paper,
+        split_lists=lists or None, pretrain_batch_size=pick("pretrain_batch_size"),
+        probe_batch_size=pick("probe_batch_size"), probe_augment=pick("probe_augment"),
+        official_subset_augment=bool(pick("official_subset_augment")),
+        select_metric=pick("select_metric"),
     )
 
 
@@ -252,9 +304,18 @@ def check(s: RunSettings) -> None:
     if s.probe.fraction not in s.fractions:
         raise ConfigError("probe.fraction", f"{s.probe.fraction:g} is not one of `fractions` "
                           f"{[f'{f:g}' for f in s.fractions]}")
-    for base in dict.fromkeys(m.base for m in s.methods if m.is_ssl):
-        if BASES[base].check is not None:
-            BASES[base].check(s.bases[base], s.pretrain)
+    for d, ds in s.datasets.items():  # with each dataset's pretraining batch
+        for m in s.ssl_methods:
+            base = BASES[s.method(m).base]
+            if base.check is None:
+                continue
+            try:
+                base.check(s.bases[base.name], s.pretrain_run(d, m).settings)
+            except ConfigError as e:
+                if not ds.pretrain_batch_size:
+                    raise
+                raise ConfigError(e.where, str(e).split(": ", 1)[1] + f" (dataset {d}'s "
+                                  f"pretrain_batch_size)") from None
     for key in s.finetune.epochs_by_fraction:
         if float(key) not in s.fractions:
             raise ConfigError(f"finetune.epochs_by_fraction.{key}", f"{key} is not one of "

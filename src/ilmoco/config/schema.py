@@ -46,12 +46,14 @@ def coerce_to_schema(value, schema: Mapping, root: Mapping | None = None):
     schema = schema_at(schema, root)
     types = schema.get("type", [])
     types = [types] if isinstance(types, str) else list(types)
-    if isinstance(value, str) and types and "string" not in types:
+    enum = schema.get("enum")
+    if isinstance(value, str) and types and ("string" not in types or (
+            enum is not None and value not in enum)):
         try:
             parsed = yaml.safe_load(value)
         except yaml.YAMLError:
             return value
-        if _matches(parsed, types):
+        if _matches(parsed, types) and (enum is None or parsed in enum):
             value = parsed
     if isinstance(value, list) and "items" in schema:
         return [coerce_to_schema(v, schema["items"], root) for v in value]

@@ -16,6 +16,10 @@ Fields come in two kinds:
   checkpoint interval, compile, channels_last, progress, and the import paths a run's
   implementation is found by) only change how a stage runs: a finished run is not redone and
   a resume checkpoint stays valid when they change.
+
+A result field added after results were recorded without it (:func:`added`) is left out of
+``result_fields`` while it holds the value that reproduces the behaviour from before it
+existed, so a run that does not use it records exactly the settings it recorded before.
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ from ilmoco.io import ConfigError
 def execution(**kwargs):
     """A dataclass field that only changes how a stage runs, never what it produces."""
     return field(metadata={"execution": True}, **kwargs)
+
+
+def added(legacy, **kwargs):
+    """A result field added later, defaulting to ``legacy`` (the value that behaves as
+    before the field existed), at which it is not part of ``result_fields``."""
+    return field(metadata={"legacy": legacy}, **{"default": legacy, **kwargs})
+
+
+def _omitted(f, value) -> bool:
+    return "legacy" in f.metadata and value == f.metadata["legacy"]
 
 
 @dataclass(frozen=True)
@@ -84,10 +98,16 @@ class PretrainSettings(TrainingSettings):
     """``pretrain`` without the sections of the bases and terms (those resolve into each
     run's ``base_settings`` and ``term``)."""
 
+    # also "with_term": only methods with an intermediate term (the official scripts);
+    # each run's settings hold the resolved bool (RunSettings.pretrain_run)
+    zero_init_residual: bool | str
     seed: int
-    val_max_images: int
+    val_max_images: int | None  # None: the whole validation set
     select: str  # "last" epoch, or the epoch of lowest validation loss ("val_loss")
     knn: KnnSettings
+    # "augmented": two augmented views of each validation image; "identical": the image
+    # itself twice, un-augmented (the official Moco2EvalTransforms)
+    val_views: str = added("augmented")
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,12 @@ class ProbeSettings:
     lr: float
     weight_decay: float
     seed: int
+    # "frozen": features extracted once in eval mode, standardised, early stopping;
+    # "official": the official probing code (see ilmoco.stages.probe)
+    protocol: str = added("frozen")
+    # the linear-probe table: the block-4 row of layer probing ("layer") or the official
+    # Table 1 probe, fine_tune_mocov2.py --only-ll ("only_ll", ilmoco.stages.linear_probe)
+    linear: str = added("layer")
 
 
 @dataclass(frozen=True)
@@ -133,6 +159,9 @@ class BootstrapSettings:
     seed: int
     level: float
     paper_interval: bool  # also report the official mean ± 1.96·sd/√B
+    # sd of that interval over the B metric replicates ("replicates"), or over the B x L
+    # array of per-label values ("labels": the official chest code, between-label spread)
+    paper_interval_spread: str = added("replicates")
 
 
 @dataclass(frozen=True)
@@ -178,6 +207,13 @@ class DatasetSettings:
     synthetic_generator: str | None
     public_images: int
     paper: str | None  # the dataset's name in the paper's tables, if it is one of them
+    # the official protocol's per-dataset choices (None / False: the global settings)
+    split_lists: Mapping | None = None  # train/val/test -> list file (root joined)
+    pretrain_batch_size: int | None = None
+    probe_batch_size: int | None = None
+    probe_augment: str = "finetune"  # the official probe's training augmentation preset
+    official_subset_augment: bool = False  # fine-tuning below 100 %: the dataset transform
+    select_metric: str | None = None  # fine-tuning's selection metric (None: the metric's)
 
 
 @dataclass(frozen=True)
@@ -213,12 +249,17 @@ class PretrainRun:
 
 @dataclass(frozen=True)
 class FinetuneRun:
+    """One fine-tuning (its augmentation is that of its label fraction)."""
+
     dataset: str
     method: str
     metric: str
     augment: AugmentSpec | None
     settings: FinetuneSettings
     backbone: BackboneRef = execution()
+    # the validation score that selects the epoch (None: the metric's own, see
+    # evaluation.metrics.selection_metric; "auc_raw_logit": the official retina code's)
+    select_metric: str | None = added(None)
 
 
 @dataclass(frozen=True)
@@ -232,6 +273,26 @@ class ProbeRun:
     device: str = execution()
     precision: str = "auto"
     backbone: BackboneRef | None = execution(default=None)
+    # the official protocol's training augmentation (None: no augmentation)
+    augment: AugmentSpec | None = added(None)
+
+
+@dataclass(frozen=True)
+class LinearProbeRun:
+    """The official linear probe of Table 1 (``fine_tune_mocov2.py --only-ll``): fine-tuning
+    with the backbone frozen under ``no_grad`` but in train mode, so its epochs, batch,
+    optimiser and augmentation are the fine-tuning's (``settings``, ``augment``)."""
+
+    dataset: str
+    method: str
+    metric: str
+    arch: str
+    fraction: float
+    augment: AugmentSpec | None
+    settings: FinetuneSettings
+    seed: int
+    bootstrap: BootstrapSettings
+    backbone: BackboneRef = execution()
 
 
 @dataclass(frozen=True)
@@ -277,7 +338,7 @@ def result_fields(obj) -> dict:
     builtins: a rule param (Snakemake's params trigger) and a fingerprint part."""
     if dataclasses.is_dataclass(obj):
         return {f.name: result_fields(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not f.metadata.get("execution")}
+                if not f.metadata.get("execution") and not _omitted(f, getattr(obj, f.name))}
     if isinstance(obj, Mapping):
         return {str(k): result_fields(v) for k, v in sorted(obj.items())}
     if isinstance(obj, (list, tuple)):

@@ -43,6 +43,26 @@ class ImageCache:
         """Images for ``image_ids`` as one in-memory (n, C, S, S) uint8 array."""
         return read_rows(self.images, self.rows(image_ids))
 
+    def view(self, image_ids) -> CachedImages:
+        """Images for ``image_ids`` read from the memmap a slice at a time (a whole
+        validation set need not fit in memory)."""
+        return CachedImages(self.images, self.rows(image_ids))
+
+
+class CachedImages:
+    """Rows of a cache as a sequence: ``len()`` and slices (``x[a:b]``, read on access)."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray):
+        self.images, self.rows = images, np.asarray(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, s: slice) -> np.ndarray:
+        if not isinstance(s, slice):
+            raise TypeError("CachedImages are read by slices")
+        return read_rows(self.images, self.rows[s])
+
 
 def read_rows(images: np.ndarray, rows) -> np.ndarray:
     """``images[rows]``, read in sorted row order (sequential on a memmap)."""

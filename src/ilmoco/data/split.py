@@ -3,6 +3,7 @@
 * Split: iterative stratification (Sechidis et al., 2011) over *patients*: rarest label
   first, each patient goes to the split that most lacks that label, so no patient spans two
   splits and label prevalence is kept as far as patients allow. Split sizes count patients.
+  Or the split as published lists (:func:`listed_split`, the official repository's files).
 * Label fractions (``labeled_<pct>``): one seeded priority order of the train images,
   stratified by each image's rarest label; a fraction is a prefix of that order, so every
   image labelled at 1 % is labelled at 6 % (nested). Optionally the order starts with one
@@ -12,6 +13,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -103,6 +106,168 @@ def patient_split(
         )
     fold = iterative_stratification(yp, ratios, rng)
     return pd.Series(np.asarray(SPLITS)[fold[codes]], index=df.index, name="split")
+
+
+# ------------------------------------------------------------------ published split lists
+
+LIST_CSV_HEADER = ("img_path", "labels")
+
+
+def read_split_list(path) -> pd.DataFrame:
+    """One published split list as rows ``entry`` (the image as the list names it),
+    ``labels`` (tuple of ints) and ``line`` (its line in the file).
+
+    Two layouts, told apart by the first line: a CSV with header ``img_path,labels`` (the
+    official IDC lists: ``<patient>/<class>/<patch>.png,<label>``), or lines of an image and
+    its labels separated by spaces (the official NIH lists, CheXNet's: a file name and 14
+    labels 0/1 in the CheXNet order)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the split list ({e})") from None
+    numbered = [(i + 1, ln.strip()) for i, ln in enumerate(lines) if ln.strip()]
+    if not numbered:
+        raise InputError(f"{path}: the split list is empty")
+    header = [c.strip() for c in numbered[0][1].split(",")]
+    rows = []
+    if LIST_CSV_HEADER[0] in header:  # (a written index column is ignored)
+        if LIST_CSV_HEADER[1] not in header:
+            raise InputError(f"{path}: CSV header {header}; a split list has the columns "
+                             f"{list(LIST_CSV_HEADER)}")
+        at = [header.index(c) for c in LIST_CSV_HEADER]
+        for n, text in numbered[1:]:
+            fields = text.split(",")
+            if len(fields) != len(header):
+                raise InputError(f"{path}: line {n} has {len(fields)} fields, the header "
+                                 f"{len(header)} ({','.join(header)})")
+            rows.append((n, fields[at[0]].strip(), fields[at[1]].split()))
+    else:
+        for n, text in numbered:
+            fields = text.split()
+            rows.append((n, fields[0], fields[1:]))
+    out = []
+    for n, entry, labels in rows:
+        try:
+            values = tuple(int(v) for v in labels)
+        except ValueError:
+            raise InputError(f"{path}: line {n}: labels {labels} are not integers") from None
+        out.append((entry.replace("\\", "/").removeprefix("./"), values, n))
+    return pd.DataFrame(out, columns=["entry", "labels", "line"])
+
+
+def _match_entries(paths: pd.Series, entries: pd.Series) -> np.ndarray:
+    """Manifest row of each list entry, or -1: the entry is the image's path relative to
+    the root or a trailing part of it (a file name for NIH, ``<patient>/<class>/<file>`` for
+    IDC, whichever folder of the Kaggle archive the file lies in); -2 if ambiguous."""
+    parts = paths.astype(str).str.replace("\\", "/", regex=False).str.split("/")
+    out = np.full(len(entries), -1)
+    depth = entries.str.count("/").to_numpy() + 1
+    for d in np.unique(depth):
+        keys = parts.map(lambda p, d=d: "/".join(p[-d:]) if len(p) >= d else None)
+        index: dict[str, int] = {}
+        for row, key in enumerate(keys):
+            if key is not None:
+                index[key] = -2 if key in index else row
+        sel = np.flatnonzero(depth == d)
+        out[sel] = [index.get(e, -1) for e in entries.iloc[sel]]
+    return out
+
+
+def _list_names(lists: Mapping[str, str]) -> str:
+    """``a, b, c in <folder>`` (one folder) or the three paths."""
+    paths = [Path(lists[s]) for s in SPLITS]
+    if len({p.parent for p in paths}) == 1:
+        return f"({', '.join(p.name for p in paths)} in {paths[0].parent})"
+    return f"({', '.join(map(str, paths))})"
+
+
+def _examples(items, k=3) -> str:
+    items = list(items)
+    return ", ".join(map(str, items[:k])) + (", ..." if len(items) > k else "")
+
+
+def listed_split(manifest: pd.DataFrame, meta: DatasetMeta, lists: Mapping[str, str],
+                 on_missing: str = "error") -> pd.Series:
+    """Split name per manifest row from published train/val/test lists (:func:`read_split_list`),
+    "" for an image in no list (kept only under ``on_missing: skip``).
+
+    Every image of the manifest must be in exactly one list and every listed image in the
+    manifest (``on_missing: skip`` drops both kinds with a warning); an image in two lists
+    and labels that disagree with the manifest's (in ``meta.label_columns`` order) are
+    errors. Each problem is one line naming the list file and an image."""
+    split = np.full(len(manifest), "", dtype=object)
+    source = np.full(len(manifest), "", dtype=object)
+    first_line = np.zeros(len(manifest), int)
+    y = manifest[meta.label_columns].to_numpy().astype(int)
+    for name in SPLITS:
+        path = lists[name]
+        df = read_split_list(path)
+        dup = df["entry"].duplicated(keep=False)
+        if dup.any():
+            raise InputError(f"{path}: {df.loc[dup, 'entry'].iloc[0]} is listed twice "
+                             f"({int(dup.sum())} line(s) with a repeated image); each image "
+                             "is listed once")
+        rows = _match_entries(manifest["path"], df["entry"])
+        if (rows == -2).any():
+            raise InputError(f"{path}: {df['entry'][rows == -2].iloc[0]} names more than one "
+                             "image of the dataset; give more of its path")
+        found = rows >= 0
+        same = pd.Series(rows[found]).duplicated(keep=False).to_numpy()
+        if same.any():  # two entries naming one image (e.g. by name and by path)
+            raise InputError(f"{path}: {df.loc[found, 'entry'].iloc[np.flatnonzero(same)[0]]} "
+                             "names an image listed on another line too; each image is "
+                             "listed once")
+        again = found & (split[np.maximum(rows, 0)] != "")
+        if again.any():
+            i = np.flatnonzero(again)
+            r = rows[i[0]]
+            raise InputError(f"{path}: {df['entry'].iloc[i[0]]} is also in {source[r]} "
+                             f"(line {first_line[r]}; {len(i)} image(s) of this list are in "
+                             "another list too); each image belongs to one split")
+        if not found.all():
+            missing = df.loc[~found]
+            msg = (f"{path}: {missing['entry'].iloc[0]} (line {missing['line'].iloc[0]}) is "
+                   f"not an image of the dataset ({len(missing)} listed image(s) missing, "
+                   f"e.g. {_examples(missing['entry'])})")
+            if on_missing != "skip":
+                raise InputError(f"{msg}; restore them, fix the list, or set on_missing: skip"
+                                 " for this dataset")
+            warnings.warn(f"{msg}; skipped (on_missing: skip)", stacklevel=2)
+        df, rows = df.loc[found], rows[found]
+        width = len(meta.label_columns)
+        bad_width = df["labels"].map(len) != width
+        if bad_width.any():
+            r = df.loc[bad_width].iloc[0]
+            raise InputError(f"{path}: line {r['line']}: {r['entry']} has {len(r['labels'])} "
+                             f"label(s); the dataset has {width} ({meta.label_columns})")
+        listed = np.array(df["labels"].tolist(), int).reshape(len(df), width)
+        differ = (listed != y[rows]).any(1)
+        if differ.any():
+            i = int(np.flatnonzero(differ)[0])
+            which = [f"{c}={a} in the list, {b} in the dataset" for c, a, b in
+                     zip(meta.label_columns, listed[i], y[rows[i]]) if a != b]
+            raise InputError(f"{path}: line {df['line'].iloc[i]}: {df['entry'].iloc[i]} has "
+                             f"{'; '.join(which)} ({int(differ.sum())} image(s) whose labels "
+                             "disagree); the list and the dataset must agree")
+        split[rows], source[rows] = name, str(path)
+        first_line[rows] = df["line"].to_numpy()
+    unlisted = split == ""
+    if unlisted.any():
+        msg = (f"{int(unlisted.sum())} of {len(manifest)} image(s) of the dataset are in none "
+               f"of the split lists {_list_names(lists)}, e.g. "
+               f"{_examples(manifest.loc[unlisted, 'path'])}")
+        if on_missing != "skip":
+            raise InputError(f"{msg}; fix the lists or set on_missing: skip for this dataset")
+        warnings.warn(f"{msg}; left out of the split (on_missing: skip)", stacklevel=2)
+    assigned = pd.Series(split, index=manifest.index, name="split")
+    listed = assigned[~unlisted]
+    per_patient = listed.groupby(manifest.loc[~unlisted, "patient_id"]).nunique()
+    shared = per_patient.index[per_patient > 1]
+    if len(shared):  # the official lists are patient-disjoint: worth knowing if not
+        warnings.warn(f"{len(shared)} patient(s) have images in two splits of the lists, e.g. "
+                      f"{_examples(shared)}: the lists split by image there", stacklevel=2)
+    return assigned
 
 
 def _rarest_label_groups(y: np.ndarray) -> np.ndarray:
@@ -208,14 +373,26 @@ def labelled_sets(split: pd.DataFrame, pct: float, source) -> dict[str, pd.DataF
 def make_split(
     manifest: pd.DataFrame, meta: DatasetMeta, *, ratios=(0.7, 0.2, 0.1), seed: int = 0,
     fractions=(1, 6, 100), use_official: bool = False, ensure_each_class: bool = True,
-    on_missing_class: str = "warn",
+    on_missing_class: str = "warn", lists: Mapping[str, str] | None = None,
+    on_missing: str = "error",
 ) -> pd.DataFrame:
-    """The ``split.csv`` table: image_id, patient_id, split, labels, aux, labeled_<pct>."""
-    split = patient_split(manifest, meta, ratios, seed, use_official)
+    """The ``split.csv`` table: image_id, patient_id, split, labels, aux, labeled_<pct>.
+
+    With ``lists`` (train/val/test -> list file) the split is the lists' (images in none
+    of them are left out under ``on_missing: skip``), else the seeded patient-level one."""
+    if lists:
+        if meta.fixed_split:
+            raise InputError(f"split_lists given, but the {meta.format} layout ships its "
+                             "own fixed split; remove split_lists")
+        split = listed_split(manifest, meta, lists, on_missing)
+    else:
+        split = patient_split(manifest, meta, ratios, seed, use_official)
     cols = ["image_id", "patient_id"] + meta.label_columns + [
         c for c in meta.aux_columns if c != "official_split"]
     out = manifest[cols].copy()
     out.insert(2, "split", split.to_numpy())
+    if lists:
+        out = out.loc[out["split"] != ""].reset_index(drop=True)
     train = out.loc[out["split"] == "train"]
     fr = label_fractions(train, meta, fractions, seed, ensure_each_class, on_missing_class)
     for col in fr.columns:

@@ -2,8 +2,10 @@
 seeds.
 
 The paper's "95 % CI" (mean ± 1.96·std/√500 of the replicates) is a standard error of the
-replicate mean, about 22× too narrow; here the interval is the 2.5/97.5 percentiles of the
-replicates, resampling patients (all images of a drawn patient) when patients have several.
+replicate mean, about 22× too narrow (for chest, whose official sd is taken over the 500 × 14
+per-label AUCs, it mixes in the spread between labels instead); here the interval is the
+2.5/97.5 percentiles of the replicates, resampling patients (all images of a drawn patient)
+when patients have several.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ilmoco.evaluation.metrics import metric_fn
+from ilmoco.evaluation.metrics import metric_fn, per_label_fn
 
 
 def resample_weights(groups: np.ndarray, n_resamples: int, rng: np.random.Generator):
@@ -73,12 +75,19 @@ def bootstrap_ci(
 def paper_interval(y, p, metric, n_resamples: int = 500, seed: int = 0) -> dict:
     """The official code's "95 % CI": mean ± 1.96·sd/√B of B image-level bootstrap
     replicates (a standard error of the replicate mean, not a confidence interval of the
-    metric); reported only to put a run beside the paper's numbers."""
-    reps = bootstrap_replicates(y, p, metric, None, n_resamples, seed)
+    metric); reported only to put a run beside the paper's numbers.
+
+    ``metric`` may return (B, L) per-label values (the official chest code: per-label AUCs):
+    the mean and sd are then over the whole B x L array, so the spread between labels enters
+    the sd, while the √B stays that of the B resamples."""
+    y, p = np.asarray(y), np.asarray(p)
+    reps = np.concatenate([np.asarray(metric(y, p, W)).reshape(len(W), -1)
+                           for W in resampled(np.arange(len(y)), n_resamples, seed)])
+    b = int(np.isfinite(reps).any(1).sum())  # resamples with a value
     reps = reps[np.isfinite(reps)]
     if len(reps) == 0:
         return {"paper_mean": np.nan, "paper_ci_low": np.nan, "paper_ci_high": np.nan}
-    m, half = float(reps.mean()), 1.96 * float(reps.std()) / np.sqrt(len(reps))
+    m, half = float(reps.mean()), 1.96 * float(reps.std()) / np.sqrt(b)
     return {"paper_mean": m, "paper_ci_low": m - half, "paper_ci_high": m + half}
 
 
@@ -105,5 +114,7 @@ def metric_interval(y, p, metric: str, threshold: float | None, groups,
     fn = metric_fn(metric, threshold)
     ci = bootstrap_ci(y, p, fn, groups, bootstrap.resamples, bootstrap.seed, bootstrap.level)
     if bootstrap.paper_interval:
-        ci.update(paper_interval(y, p, fn, bootstrap.resamples, bootstrap.seed))
+        spread = fn if bootstrap.paper_interval_spread == "replicates" or threshold is not None \
+            else per_label_fn(metric)
+        ci.update(paper_interval(y, p, spread, bootstrap.resamples, bootstrap.seed))
     return ci

@@ -75,6 +75,35 @@ def macro_auc(y, p, W=None) -> np.ndarray:
         return np.nanmean(per, axis=1)
 
 
+def per_label_auc(y, p, W=None) -> np.ndarray:
+    """(B, L) AUC of each label (multi-label), or of the task as one column (binary,
+    multi-class): the values whose mean is :func:`macro_auc`."""
+    y, p = np.asarray(y), np.asarray(p)
+    if task_of(y, p) != "multilabel":
+        return macro_auc(y, p, W)[:, None]
+    return np.stack([weighted_auc(y[:, j], p[:, j], W) for j in range(p.shape[1])], 1)
+
+
+def per_label_f1(y, p, W=None) -> np.ndarray:
+    """(B, L) F1 at 0.5 of each label (multi-label), or :func:`f1_macro` as one column."""
+    y, p = np.asarray(y), np.asarray(p)
+    if task_of(y, p) != "multilabel":
+        return f1_macro(y, p, W)[:, None]
+    W = _weights(W, len(y))
+    pred = (p > 0.5).astype(int)
+    return np.stack([weighted_f1(y[:, j], pred[:, j], W, 1) for j in range(y.shape[1])], 1)
+
+
+def per_label_fn(name: str):
+    """``f(y, p, W=None) -> (B, L)``: the per-label values a macro metric averages (the
+    official chest interval's array), or the metric itself as one column."""
+    if name == "macro_auc":
+        return per_label_auc
+    if name == "f1_macro":
+        return per_label_f1
+    return lambda y, p, W=None: metric_fn(name)(y, p, W)[:, None]
+
+
 def f1_macro(y, p, W=None) -> np.ndarray:
     """Macro F1 of argmax predictions (binary: P(pos) > 0.5), as the official code reports;
     multi-label: mean over labels of each label's F1 at 0.5."""

@@ -61,14 +61,18 @@ def finetune_table(metrics_files, level: float = 0.95) -> pd.DataFrame:
 
 
 def probe_tables(probe_files, finetune: pd.DataFrame | None = None,
-                 supervised_from_finetune: bool = False, level: float = 0.95
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(linear probe, layer-wise probe) tables. With ``supervised_from_finetune`` the linear
-    probe's supervised row is the supervised model fine-tuned on 100 % itself (the paper's
-    Table 1), not a probe of it."""
+                 supervised_from_finetune: bool = False, level: float = 0.95,
+                 linear_files=()) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(linear probe, layer-wise probe) tables. The linear probe is the block-4 row of the
+    layer probes, or the ``--only-ll`` probes (``linear_files``) where the run has them.
+    With ``supervised_from_finetune`` the linear probe's supervised row is the supervised
+    model fine-tuned on 100 % itself (the paper's Table 1), not a probe of it."""
     df = pd.concat([pd.read_csv(f) for f in probe_files], ignore_index=True)
     layer = aggregate_seeds(df, ["dataset", "metric", "block", "method"], level=level)
     linear = layer[layer["block"] == "block4"].drop(columns="block").reset_index(drop=True)
+    if len(linear_files):
+        only_ll = pd.concat([pd.read_csv(f) for f in linear_files], ignore_index=True)
+        linear = aggregate_seeds(only_ll, ["dataset", "metric", "method"], level=level)
     if supervised_from_finetune and finetune is not None and len(finetune):
         sup = finetune[(finetune["method"] == "supervised") & (finetune["fraction"] == 100)]
         linear = pd.concat([linear[linear["method"] != "supervised"],
@@ -277,10 +281,21 @@ def paper_markdown(df: pd.DataFrame, display: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+OFFICIAL_PROBE_NOTE = (
+    "Official probe protocol (raw pooled features, the backbone under no_grad in train mode, "
+    "training augmentation, Adam, the last epoch). The official code reported the "
+    "validation score only (val_score in each probe.csv); the values here are test.")
+ONLY_LL_NOTE = (
+    "The official Table 1 linear probe (fine_tune_mocov2.py --only-ll: the fine-tuning "
+    "with the backbone under no_grad in train mode, its augmentation and epochs, the last "
+    "epoch), scored on test as the official code did.")
+
+
 def build_all(*, finetune_metrics, probes, ckas, kss, paireds, out_dir, order: list[str],
               display: dict[str, str], level: float = 0.95,
               supervised_from_finetune: bool = False,
-              paper_datasets: dict[str, str | None] | None = None) -> dict[str, pd.DataFrame]:
+              paper_datasets: dict[str, str | None] | None = None, linear_probes=(),
+              probe_protocol: str = "frozen") -> dict[str, pd.DataFrame]:
     """Every table of a run from its per-dataset result files.
 
     Args:
@@ -291,12 +306,16 @@ def build_all(*, finetune_metrics, probes, ckas, kss, paireds, out_dir, order: l
         supervised_from_finetune: the linear probe's supervised row is the fine-tuned
             model's own result (the paper's Table 1).
         paper_datasets: each dataset's name in the paper, or None (not comparable).
+        linear_probes: the ``--only-ll`` linear probes (``linear.csv``), if any: the linear
+            probe table is theirs.
+        probe_protocol: the layer probes' protocol (``official``: the tables say that the
+            official code reported validation only).
     """
     from ilmoco.reporting.paper import comparison
 
     ft = finetune_table(finetune_metrics, level)
-    linear, layer = probe_tables(probes, ft, supervised_from_finetune, level) if probes else (
-        pd.DataFrame(), pd.DataFrame())
+    linear, layer = probe_tables(probes, ft, supervised_from_finetune, level,
+                                 linear_probes) if probes else (pd.DataFrame(), pd.DataFrame())
     tables = {
         "finetune": ft, "linear_probe": linear, "layer_probe": layer,
         "feature_reuse": feature_reuse_table(ckas, ft, level) if ckas else pd.DataFrame(),
@@ -312,5 +331,9 @@ def build_all(*, finetune_metrics, probes, ckas, kss, paireds, out_dir, order: l
         if name == "paper_comparison" and not any(paper_datasets.values()):
             note = ("nothing to compare: no dataset of this run is one of the paper's real "
                     "datasets (the embedded datasets are synthetic)")
+        if name == "layer_probe" and probe_protocol == "official":
+            note = OFFICIAL_PROBE_NOTE
+        if name == "linear_probe" and len(linear_probes):
+            note = ONLY_LL_NOTE
         render(name, df, out_dir, order, display, level, note)
     return tables

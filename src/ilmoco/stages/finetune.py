@@ -1,6 +1,7 @@
 """The ``finetune`` stage: whole network + a new linear head on the ``labeled_<pct>`` images.
 
-The model is selected by the validation metric with early stopping; the test predictions of
+The model is selected by the validation metric (or ``select_metric``, e.g. the official
+code's accuracy or raw-logit AUC) with early stopping; the test predictions of
 that best model and of the last epoch (which the official code reported) are written, with
 the selection (thresholds, epochs) and the model. Loss: BCE with logits per label
 (multi-label), cross-entropy (binary: a 2-way softmax, as the paper; multi-class).
@@ -29,7 +30,14 @@ from ilmoco.names import fraction_column
 from ilmoco.runlog import log
 from ilmoco.training.checkpoints import ResumeCheckpoint, load_backbone, save_classifier
 from ilmoco.training.heads import Classifier, loss_fn, n_outputs, targets
-from ilmoco.training.inference import EarlyStopping, model_state, predict_proba, selection_score
+from ilmoco.training.inference import (
+    EarlyStopping,
+    model_state,
+    predict_logits,
+    predict_proba,
+    raw_logit_auc,
+    selection_score,
+)
 from ilmoco.training.loop import train_loop
 from ilmoco.training.optim import build_optimizer, schedule
 from ilmoco.training.runtime import fingerprint, prepare
@@ -106,13 +114,19 @@ def run(job: FinetuneJob) -> dict:
             logits = model(x)
         return (loss := loss_fn(logits, y, meta.task)), {"loss": loss.detach()}
 
+    def validation_score():
+        if r.select_metric == "auc_raw_logit":
+            return raw_logit_auc(y_val, predict_logits(model, val_images, rt.device), meta.task)
+        return selection_score(r.select_metric or r.metric, y_val, predict(val_images),
+                               meta.task)
+
     def on_epoch_end(epoch, state):
         stopping = EarlyStopping.from_dict(s.patience, state.extra.get("early_stopping"))
-        score = selection_score(r.metric, y_val, predict(val_images), meta.task)
+        score = validation_score()
         improved, stop = stopping.update(epoch, score, lambda: model_state(model))
         state.extra["early_stopping"] = stopping.to_dict()
         state.history.append({"epoch": epoch, "step": (epoch + 1) * steps_per_epoch,
-                              f"val_{r.metric}": score, "best": bool(improved)})
+                              f"val_{r.select_metric or r.metric}": score, "best": bool(improved)})
         return stop
 
     col = fraction_column(job.pct)

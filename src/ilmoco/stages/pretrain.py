@@ -6,7 +6,9 @@ and ``metrics.csv`` (every loss term, learning rate and throughput at each log i
 epoch the validation losses and the kNN monitor). Validation uses fixed augmentation draws
 and changes nothing: the momentum encoder and the queue are only touched by training steps.
 The saved encoder is the last epoch's, or (``select: val_loss``, as the official code) the
-epoch with the lowest validation loss.
+epoch with the lowest validation loss; the official code's validation loss is that of the
+whole validation set (``val_max_images: null``) with the image itself as both views
+(``val_views: identical``).
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ def run(job: PretrainJob) -> None:
     cache = ImageCache(job.cache_images, job.cache_index)
     train = split[split["split"] == "train"]
     val = split[split["split"] == "val"]
-    val = val.sample(min(len(val), s.val_max_images), random_state=s.seed)
-    val_images = cache.load(val["image_id"])
+    if s.val_max_images is not None:
+        val = val.sample(min(len(val), s.val_max_images), random_state=s.seed)
+    val_images = cache.view(val["image_id"])
 
     source = BatchSource(cache.images, s.batch_size, s.seed, rt.device, s.data_placement,
                          rows=cache.rows(train["image_id"]))
@@ -85,7 +88,7 @@ def run(job: PretrainJob) -> None:
         row = {"step": (epoch + 1) * steps_per_epoch, "epoch": epoch}
         if validate:
             row.update(validation_losses(model, parts.augment, val_images, s.batch_size, rt,
-                                         s.seed))
+                                         s.seed, identical=s.val_views == "identical"))
             best = state.extra.get("best_val_loss")
             if s.select == "val_loss" and (best is None or row["val_loss"] < best):
                 state.extra.update(best_val_loss=row["val_loss"], best_epoch=epoch,

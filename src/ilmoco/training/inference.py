@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ilmoco.evaluation.metrics import metric_fn, selection_metric
+from ilmoco.evaluation.metrics import macro_auc, metric_fn, selection_metric
 from ilmoco.models.backbone import pooled_blocks
+from ilmoco.models.losses import upcast
 from ilmoco.training.heads import prediction_loss, probabilities
 from ilmoco.training.runtime import autocast
 
@@ -41,6 +42,28 @@ def predict_proba(model: nn.Module, images: np.ndarray, task: str, device,
         out.append(probabilities(model(x.to(dtype).div_(255)), task).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0,))
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: np.ndarray, device,
+                   batch_size: int = 256) -> np.ndarray:
+    """Raw fp32 (or fp64) logits on un-augmented uint8 images, in eval mode."""
+    was_training = model.training
+    model.eval()
+    dtype = param_dtype(model)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.asarray(images[start:start + batch_size])).to(device)
+        out.append(upcast(model(x.to(dtype).div_(255))).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def raw_logit_auc(y, logits: np.ndarray, task: str) -> float:
+    """The official retina code's validation score, ``roc_auc_score(y, logits[:, 1])``: the
+    AUC of the positive class's raw logit, not of its softmax probability (which ranks by
+    ``logits[:, 1] - logits[:, 0]``); multi-label logits rank as their sigmoids."""
+    return float(macro_auc(y, logits[:, 1] if task == "binary" else logits)[0])
 
 
 @torch.inference_mode()

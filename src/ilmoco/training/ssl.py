@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -92,16 +91,22 @@ def setup(run: PretrainRun, channels: int, rt: Runtime, total_steps: int,
     return PretrainSetup(model, net, optimizer, aug, step_fn, forward, memory_format)
 
 
-def validation_losses(model, aug: BatchAugment, images: np.ndarray, batch_size: int,
-                      rt: Runtime, seed: int) -> dict:
-    """Mean validation losses on fixed augmentation draws; no EMA, no enqueue, BN frozen."""
+def validation_losses(model, aug: BatchAugment, images, batch_size: int,
+                      rt: Runtime, seed: int, identical: bool = False) -> dict:
+    """Mean validation losses over full batches of ``images`` (an array or a
+    :class:`~ilmoco.data.cache.CachedImages`) on fixed augmentation draws, or with the image
+    itself as both views (``identical``: the official validation); no EMA, no enqueue, BN
+    frozen."""
     model.eval()
     sums, n = {}, 0
     with torch.no_grad():
         for i, start in enumerate(range(0, len(images) - batch_size + 1, batch_size)):
             x = torch.from_numpy(images[start:start + batch_size]).to(rt.device)
             gen = step_generator(seed + 99991, i, rt.device)
-            x1, x2 = aug(x, gen), aug(x, gen)
+            if identical:
+                x1 = x2 = x.to(rt.dtype).div(255)
+            else:
+                x1, x2 = aug(x, gen), aug(x, gen)
             with rt.autocast():
                 _, logs = model(x1, x2, gen, update=False)
             for k, v in logs.items():
@@ -120,7 +125,7 @@ class KnnMonitor:
         knn = run.settings.knn
         bank = train.sample(min(len(train), knn.bank_images), random_state=run.settings.seed)
         self.bank, self.bank_y = cache.load(bank["image_id"]), targets(bank, meta)
-        self.queries, self.query_y = cache.load(val["image_id"]), targets(val, meta)
+        self.queries, self.query_y = cache.view(val["image_id"]), targets(val, meta)
         self.knn, self.meta, self.rt = knn, meta, rt
         self.name = selection_metric(metric)
 

@@ -22,7 +22,7 @@ class DatasetMeta:
     ``multiclass`` (K-way softmax, one integer label column). ``has_official_split``: the
     manifest's ``official_split`` column holds a published split (used with
     ``split.use_official``); ``fixed_split``: that column *is* the split (MedMNIST ships no
-    patient ids to draw another).
+    patient ids to draw another; EyePACS ``subset: bin2`` defines its own).
     """
 
     format: str
