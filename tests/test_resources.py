@@ -13,7 +13,8 @@ TABLE = res.load_table(ROOT / "workflow/resources/throughput.yaml")
 
 
 def test_finetune_requests_grow_with_the_labelled_images():
-    s = resolve(validated(merge(demo_config(), {"finetune": {"epochs": 100}})))
+    s = resolve(validated(merge(demo_config(), {"finetune": {"epochs": 100,
+                                                             "epochs_by_fraction": {100: 100}}})))
     n = res.split_counts(100_000, (0.7, 0.2, 0.1))
     mins = {pct: res.runtime_minutes(res.seconds(res.finetune_work(n, s.finetune, pct),
                                                  "finetune", 224, TABLE), TABLE)
@@ -25,6 +26,10 @@ def test_finetune_requests_grow_with_the_labelled_images():
     assert res.seconds(work, "finetune", 224, TABLE) == pytest.approx(expected)
     # 448 px costs four times the compute of 224 px
     assert res.seconds(work, "finetune", 448, TABLE) == pytest.approx(4 * expected)
+    # a fraction's own epochs (epochs_by_fraction) are the ones requested
+    short = resolve(validated(merge(demo_config(), {"finetune": {
+        "epochs": 100, "epochs_by_fraction": {100: 10}}})))
+    assert res.finetune_work(n, short.finetune, 100).train == pytest.approx(work.train / 10)
 
 
 def test_retries_double_and_the_site_maximum_caps():

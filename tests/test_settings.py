@@ -139,7 +139,7 @@ def test_schema_defaults_are_the_documented_ones():
 
 
 def test_epochs_by_fraction_sets_one_fractions_budget_and_reruns_only_it():
-    base = tiny_settings(finetune={"epochs": 6})
+    base = tiny_settings(finetune={"epochs": 6, "epochs_by_fraction": {100: 6}})
     s = tiny_settings(finetune={"epochs": 6, "epochs_by_fraction": {100: 3}})
     assert s.finetune_run("dr", "moco", 100).settings.epochs == 3
     assert s.finetune_run("dr", "moco", 6).settings.epochs == 6
