@@ -103,3 +103,35 @@ def nih_rows(n_patients=30, per_patient=2, seed=0):
             labs = [n for n in NIH_LABELS if rng.random() < 0.08]
             rows.append((f"{p:08d}_{f:03d}.png", "|".join(labs) or "No Finding", p))
     return rows
+
+
+def write_dicom(path: Path, stored: np.ndarray, photometric="MONOCHROME2", bits_stored=12,
+                signed=False, frames=None, **attributes):
+    """A DICOM file of ``stored`` values (uncompressed, explicit VR little endian) written
+    with pydicom; ``attributes`` set data elements (RescaleSlope, WindowCenter, ...)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import (
+        DigitalXRayImageStorageForPresentation,
+        ExplicitVRLittleEndian,
+        generate_uid,
+    )
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.PatientID = "anon"
+    arr = np.asarray(stored).astype(np.int16 if signed else np.uint16)
+    ds.set_pixel_data(arr, photometric, bits_stored)
+    if frames:
+        ds.NumberOfFrames = frames
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return ds
