@@ -163,6 +163,8 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
     if stray:
         raise ConfigError(f"datasets.{name}.{stray[0]}", f"is not read by format {fmt.name} "
                           f"(its own keys: {list(fmt.options) or 'none'})")
+    if fmt.check is not None:
+        fmt.check(name, entry)
     if entry.get("synthetic") and fmt.synthetic is None:
         raise ConfigError(f"datasets.{name}.synthetic", f"format {fmt.name} has no "
                           "synthetic generator")
@@ -186,6 +188,7 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
         fundus_crop=bool(pick("fundus_crop")), synthetic=synthetic,
         synthetic_generator=fmt.synthetic if synthetic else None,
         public_images=fmt.public_images, paper=None if synthetic else fmt.paper,
+        window=_window(entry.get("window", "file")),
     )
 
 
@@ -266,3 +269,7 @@ def check(s: RunSettings) -> None:
             spec = term_spec(m, s.terms, next(iter(s.datasets.values())))
             if not any(spec.weights):
                 raise ConfigError(f"variants.{m.name}", "its term has weight 0 on every block")
+
+
+def _window(value):
+    return tuple(float(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -171,6 +171,7 @@ class DatasetSettings:
     synthetic_generator: str | None
     public_images: int
     paper: str | None  # the dataset's name in the paper's tables, if it is one of them
+    window: str | tuple[float, float] = "file"  # 16-bit to 8-bit (data.intensity)
 
 
 @dataclass(frozen=True)
