@@ -21,6 +21,7 @@ from ilmoco.config.settings import (
     BootstrapSettings,
     CKARun,
     CKASettings,
+    DataReportSettings,
     DatasetSettings,
     FinetuneRun,
     FinetuneSettings,
@@ -55,6 +56,7 @@ class RunSettings:
     cka: CKASettings
     bootstrap: BootstrapSettings
     paired: PairedSettings
+    data_report: DataReportSettings
 
     # ----------------------------------------------------------- method queries
     def method(self, name: str) -> Method:
@@ -181,7 +183,9 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
     synthetic = dict(entry["synthetic"]) if entry.get("synthetic") else None
     return DatasetSettings(
         name=name, format=fmt.name, root=str(entry["root"]),
-        display=entry.get("display") or fmt.display + (" (synthetic)" if synthetic else ""),
+        # a format the user describes is named after the dataset, not the layout
+        display=entry.get("display") or (name if fmt.generic else fmt.display)
+        + (" (synthetic)" if synthetic else ""),
         image_size=int(pick("image_size")), metric=pick("metric") or fmt.metric,
         augment=pick("augment") or fmt.augment, ks_reference=pick("ks_reference"),
         reader=fmt.reader, reader_options=options, term_defaults=term_defaults,
@@ -224,6 +228,7 @@ def resolve(config: Mapping) -> RunSettings:
         cka=build(CKASettings, config["cka"], "cka."),
         bootstrap=build(BootstrapSettings, config["bootstrap"], "bootstrap."),
         paired=build(PairedSettings, config["paired"], "paired."),
+        data_report=build(DataReportSettings, config["data_report"], "data_report."),
     )
     check(settings)
     return settings

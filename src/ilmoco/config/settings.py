@@ -143,6 +143,13 @@ class PairedSettings:
 
 
 @dataclass(frozen=True)
+class DataReportSettings:
+    sample_images: int  # image files per dataset whose header and values are read
+    per_class: int  # contact-sheet images per class
+    seed: int
+
+
+@dataclass(frozen=True)
 class BackboneRef:
     """A network by its config name and the ``module:callable`` that builds it
     (``builder(arch, in_channels, zero_init_residual, norm_layer=None)``)."""
