@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ilmoco.data.formats.base import DatasetMeta  # noqa: E402
+from ilmoco.io import atomic_path  # noqa: E402
 from ilmoco.names import fraction_column  # noqa: E402
-from ilmoco.reporting.figures import save  # noqa: E402
 
 SPLITS = ("train", "val", "test")
 
@@ -128,7 +128,10 @@ def contact_sheet(images: np.ndarray, rows_by_class: dict[str, np.ndarray], titl
     fig.suptitle(f"{title}: random cached images per class ({size} px, as the network sees "
                  "them)", fontsize=9)
     fig.tight_layout()
-    save(fig, out_png)
+    # saved here, not through reporting.figures: a figure edit need not redo the data report
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=150, bbox_inches="tight")
+    plt.close(fig)
     return {name: len(v) for name, v in picked.items()}
 
 
