@@ -32,6 +32,10 @@ from ilmoco.data.intensity import to_uint8, window_bounds
 from ilmoco.io import InputError
 
 SUFFIXES = (".dcm", ".dicom", ".dic")
+# files with these suffixes are never opened to look for the DICOM marker (one open fewer
+# per image in the cache)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm",
+                  ".gif")
 JPEG_PLUGINS = "pip install pylibjpeg==2.1.0 pylibjpeg-libjpeg==2.5.0"
 
 
@@ -39,8 +43,9 @@ def is_dicom(path: Path) -> bool:
     """A DICOM file: a DICOM suffix, or the ``DICM`` preamble marker (PACS exports often
     name files by UID, without a suffix)."""
     path = Path(path)
-    if path.suffix.lower() in SUFFIXES:
-        return True
+    suffix = path.suffix.lower()
+    if suffix in SUFFIXES or suffix in IMAGE_SUFFIXES:
+        return suffix in SUFFIXES
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)

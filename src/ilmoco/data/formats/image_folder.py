@@ -62,7 +62,7 @@ def split_folders(root: Path) -> dict[str, str] | None:
 
 
 def is_image_folder(root) -> bool:
-    """A root whose folders (or whose split folders' folders) hold files."""
+    """A root with folders (the reader checks that they are class or split folders)."""
     root = Path(root)
     try:
         dirs = _subdirs(root)
