@@ -106,10 +106,11 @@ def test_smoke_runs_a_users_csv_with_a_multiclass_task(smoke_run):
     rep = res / "data_report"
     prev = pd.read_csv(rep / ds / "prevalence.csv")
     for subset, part in prev.groupby("subset"):
-        assert part["prevalence"].sum() == pytest.approx(1), subset  # one class per image
-    files = pd.read_csv(rep / ds / "files.csv")
-    assert files[["type", "mode", "bits", "bits_used"]].values.tolist() == [
-        ["PNG", "I;16", 16, 12]]
+        assert part["prevalence"].sum() == pytest.approx(1, abs=1e-5), subset  # one class each
+    files = pd.read_csv(rep / ds / "files.csv")  # 16-bit storage, 12-bit values (11 if dim)
+    assert set(map(tuple, files[["type", "mode", "bits"]].values.tolist())) == {
+        ("PNG", "I;16", 16)}
+    assert files["bits_used"].max() == 12 and files["bits_used"].min() > 8
     for d in SMOKE_DATASETS:
         splits = pd.read_csv(rep / d / "splits.csv").set_index("subset")
         manifest = pd.read_csv(res / d / "data/manifest.csv")
