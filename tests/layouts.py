@@ -136,3 +136,120 @@ def write_idc_split_csvs(folder: Path, splits: dict) -> dict:
             f"{pid}/{c}/{pid}_idx5_x{x}_y{y}_class{c}.png,{c}\n" for pid, x, y, c in patches))
         out[split] = str(path)
     return out
+
+
+# ------------------------------------------------------------------ your own data
+
+CHEXPERT_LABELS = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity",
+                   "Lung Lesion", "Edema", "Consolidation", "Pneumonia", "Atelectasis",
+                   "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
+                   "Support Devices"]
+CHEXPERT_HEADER = "Path,Sex,Age,Frontal/Lateral,AP/PA," + ",".join(CHEXPERT_LABELS)
+
+
+def write_chexpert(root: Path, train: dict, valid: dict, size=(24, 20)):
+    """CheXpert-v1.0-small as unpacked: ``CheXpert-v1.0-small/{train,valid}.csv`` whose
+    ``Path`` column is relative to the folder holding CheXpert-v1.0-small/, and
+    ``train/patient<5 digits>/study<n>/view<k>_<frontal|lateral>.jpg``. ``train``/``valid``:
+    patient number -> list of (view, {label: '1.0' | '0.0' | '-1.0'}) per image (study 1;
+    unlisted labels blank, as in the release)."""
+    base = root / "CheXpert-v1.0-small"
+    rng = np.random.default_rng(5)
+    for half, patients in (("train", train), ("valid", valid)):
+        lines = [CHEXPERT_HEADER]
+        for pid, views in patients.items():
+            for k, (view, labels) in enumerate(views, start=1):
+                rel = f"CheXpert-v1.0-small/{half}/patient{pid:05d}/study1/view{k}_{view}.jpg"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                arr = rng.integers(0, 256, size[::-1], dtype=np.uint8)
+                Image.fromarray(arr, "L").save(root / rel, quality=95)
+                frontal = view == "frontal"
+                cells = [labels.get(n, "") for n in CHEXPERT_LABELS]
+                lines.append(",".join([rel, "Female", "68", "Frontal" if frontal else "Lateral",
+                                       "AP" if frontal else "", *cells]))
+        (base / f"{half}.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+MIMIC_LABELS = ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema",
+                "Enlarged Cardiomediastinum", "Fracture", "Lung Lesion", "Lung Opacity",
+                "No Finding", "Pleural Effusion", "Pleural Other", "Pneumonia", "Pneumothorax",
+                "Support Devices"]
+MIMIC_META_COLUMNS = ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription",
+                      "ViewPosition", "Rows", "Columns", "StudyDate", "StudyTime",
+                      "ProcedureCodeSequence_CodeMeaning", "ViewCodeSequence_CodeMeaning",
+                      "PatientOrientationCodeSequence_CodeMeaning"]
+
+
+def write_mimic(root: Path, images, labels: dict, splits: dict, size=(20, 24)):
+    """MIMIC-CXR-JPG 2.0.0 as distributed: ``mimic-cxr-2.0.0-{metadata,chexpert,split}.csv.gz``
+    at the root, ``files/p<2 digits>/p<subject>/s<study>/<dicom_id>.jpg``. ``images``:
+    (dicom_id, subject_id, study_id, ViewPosition); ``labels``: (subject, study) -> {label:
+    '1.0' | '0.0' | '-1.0'}; ``splits``: dicom_id -> train | validate | test."""
+    import pandas as pd
+
+    rng = np.random.default_rng(6)
+    meta = []
+    for dicom_id, subject, study, view in images:
+        rel = root / f"files/p{str(subject)[:2]}/p{subject}/s{study}/{dicom_id}.jpg"
+        rel.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, size[::-1], dtype=np.uint8), "L").save(rel)
+        meta.append([dicom_id, subject, study, "CHEST (PA AND LAT)", view, size[1], size[0],
+                     21800506, 213014.531, "CHEST (PA AND LAT)",
+                     "postero-anterior" if view == "PA" else "lateral", "Erect"])
+    pd.DataFrame(meta, columns=MIMIC_META_COLUMNS).to_csv(
+        root / "mimic-cxr-2.0.0-metadata.csv.gz", index=False)
+    rows = [[s, t, *[lab.get(n, "") for n in MIMIC_LABELS]] for (s, t), lab in labels.items()]
+    pd.DataFrame(rows, columns=["subject_id", "study_id", *MIMIC_LABELS]).to_csv(
+        root / "mimic-cxr-2.0.0-chexpert.csv.gz", index=False)
+    split_rows = [[d, t, s, splits[d]] for d, s, t, _ in images]
+    pd.DataFrame(split_rows, columns=["dicom_id", "study_id", "subject_id", "split"]).to_csv(
+        root / "mimic-cxr-2.0.0-split.csv.gz", index=False)
+    return root
+
+
+def write_image_folder(root: Path, counts: dict, split: str | None = None, ext=".png",
+                       nested: bool = False):
+    """``<root>[/<split>]/<class>/<image>`` (torchvision ImageFolder); ``counts``: class ->
+    number of images; ``nested`` puts every second image one folder deeper."""
+    rng = np.random.default_rng(7)
+    base = root / split if split else root
+    for cls, n in counts.items():
+        for i in range(n):
+            sub = base / cls / ("deeper" if nested and i % 2 else "")
+            sub.mkdir(parents=True, exist_ok=True)
+            arr = rng.integers(0, 256, (18, 22, 3), dtype=np.uint8)
+            Image.fromarray(arr, "RGB").save(sub / f"img{i:03d}{ext}")
+    return root
+
+
+def write_dicom(path: Path, stored: np.ndarray, photometric="MONOCHROME2", bits_stored=12,
+                signed=False, frames=None, **attributes):
+    """A DICOM file of ``stored`` values (uncompressed, explicit VR little endian) written
+    with pydicom; ``attributes`` set data elements (RescaleSlope, WindowCenter, ...)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import (
+        DigitalXRayImageStorageForPresentation,
+        ExplicitVRLittleEndian,
+        generate_uid,
+    )
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "DX"
+    ds.PatientID = "anon"
+    arr = np.asarray(stored).astype(np.int16 if signed else np.uint16)
+    ds.set_pixel_data(arr, photometric, bits_stored)
+    if frames:
+        ds.NumberOfFrames = frames
+    for key, value in attributes.items():
+        setattr(ds, key, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return ds

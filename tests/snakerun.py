@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "config.yaml"
 SMOKE = ROOT / "config" / "smoke.yaml"
 SMOKE_CONFIG = (DEMO, SMOKE)  # the smoke run is layered over the demo, as the user would
-# The smoke run's methods and fractions (the counts of its jobs follow from them).
+# The smoke run's datasets, methods and fractions (the counts of its jobs follow from them;
+# SMOKE_RUNS counts one dataset's fine-tuning runs).
+SMOKE_DATASETS = yaml.safe_load(SMOKE.read_text())["use_datasets"]
 SMOKE_METHODS = yaml.safe_load(SMOKE.read_text())["methods"]
 SMOKE_SSL = [m for m in SMOKE_METHODS if m != "supervised"]
 SMOKE_RUNS = len(SMOKE_METHODS) * len(yaml.safe_load(SMOKE.read_text())["fractions"])

@@ -31,7 +31,8 @@ def read_format(fmt: str, root, **options):
     """(manifest, meta) of ``root`` read as format ``fmt``, as the manifest stage reads it."""
     f = FORMATS[fmt]
     return read_manifest(fmt, f.reader, f.detect, root, {"on_missing": "error", **options},
-                         {name: spec.detect for name, spec in FORMATS.items()})
+                         {name: spec.detect for name, spec in FORMATS.items()
+                          if not spec.generic})
 
 
 def generate(fmt: str, root, **kwargs) -> None:

@@ -53,6 +53,7 @@ def test_seed_variance_benchmark_runs_the_workflows_stages(tmp_path, smoke_run):
     spec.loader.exec_module(mod)
     out = tmp_path / "seeds.csv"
     mod.main(["--configfile", str(ROOT / "config/smoke.yaml"), "--seeds", "0", "1",
+              "--datasets", "dr_synth",
               "--work", str(tmp_path / "work"), "--out", str(out), "--workers", "1"])
     from ilmoco.reporting.seeds import read_table
 

@@ -48,13 +48,13 @@ def test_grayscale_kept_one_channel_rgba_handled(tmp_path):
     np.testing.assert_array_equal(cache.images[0, 0], ref)
 
 
-def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+def test_sixteen_bit_png_is_windowed_by_its_own_range_not_clipped(tmp_path):
     arr = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000)
     path = tmp_path / "x16.png"
     Image.fromarray(arr).save(path)
     assert Image.open(path).mode.startswith("I")
     out = load_image(path, channels=1, size=8)
-    np.testing.assert_array_equal(out[0], np.rint(arr / 257).astype(np.uint8))
+    np.testing.assert_array_equal(out[0], np.rint(arr / 63000 * 255).astype(np.uint8))
 
 
 def test_idc_edge_patches_are_resized(tmp_path):

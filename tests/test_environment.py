@@ -25,7 +25,10 @@ def pins(lines) -> dict:
 
 
 def test_env_file_pins_equal_requirements():
-    req = pins((ROOT / "requirements.txt").read_text().splitlines())
+    """The jobs' environment holds the pinned stack and the optional field libraries, each at
+    the version requirements.txt / requirements-extras.txt pin."""
+    req = pins((ROOT / "requirements.txt").read_text().splitlines()
+               + (ROOT / "requirements-extras.txt").read_text().splitlines())
     env = yaml.safe_load((ROOT / "envs/ilmoco.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert not [p for p in pip if p.startswith("-") or "/" in p]  # no -e ../, no paths
@@ -44,3 +47,13 @@ def test_job_scripts_find_the_library_without_an_installed_package(tmp_path):
                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(ROOT / "src/ilmoco/config/methods.py")
+
+
+def test_optional_dependency_groups_pin_the_extras():
+    """pip users' `pip install -e ".[extras]"` gets the versions `make test` installs."""
+    import tomllib
+
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    listed = pins(p for g in groups.values() for p in g if not p.startswith("ilmoco["))
+    assert listed == pins((ROOT / "requirements-extras.txt").read_text().splitlines())

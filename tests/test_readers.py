@@ -265,6 +265,10 @@ def test_each_layout_check_recognises_its_own_layout_only(tmp_path):
         found = [name for name, f in FORMATS.items()
                  if name in roots and load_object(f.detect)(root)]
         assert found == [fmt], (fmt, found)
+    # a table may sit beside any images: image_table takes every root (its reader checks
+    # the table), so it is generic and never offered as a wrong root's look-alike
+    table = FORMATS["image_table"]
+    assert table.generic and all(load_object(table.detect)(r) for r in roots.values())
 
 
 def test_manifest_ids_are_strings(tmp_path):

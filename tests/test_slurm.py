@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from snakerun import ROOT, SMOKE_CONFIG, SMOKE_SSL, planned_jobs, snakemake
+from snakerun import ROOT, SMOKE_CONFIG, SMOKE_DATASETS, SMOKE_SSL, planned_jobs, snakemake
 
 from ilmoco.cluster import site
 
@@ -97,7 +97,7 @@ def test_one_time_step_then_profile_by_name(tmp_path):
     assert prof["set-resources"]["pretrain"]["slurm_partition"] == "debug"
     assert git_status() == before
     jobs = planned_jobs("--profile", "slurm", workdir=tmp_path, env=env)
-    assert jobs["pretrain"] == len(SMOKE_SSL)
+    assert jobs["pretrain"] == len(SMOKE_SSL) * len(SMOKE_DATASETS)
     r = snakemake("--lint", "--profile", "slurm", configfiles=(), check=False, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
 

@@ -15,13 +15,16 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
+from PIL import Image
 from snakerun import (
     ROOT,
     SMOKE_CONFIG,
+    SMOKE_DATASETS,
     SMOKE_METHODS,
     SMOKE_RUNS,
     SMOKE_SSL,
@@ -32,6 +35,7 @@ from snakerun import (
 from ilmoco.io import torch_load
 
 pytestmark = pytest.mark.slow
+D = len(SMOKE_DATASETS)  # job counts per dataset, times the datasets
 
 
 def write(path, text):
@@ -68,7 +72,7 @@ def test_smoke_dag_produces_every_result(smoke_run):
         for ext in ("csv", "md", "tex"):
             assert (res / "tables" / f"{t}.{ext}").stat().st_size > 0
     ft = pd.read_csv(res / "tables" / "finetune.csv")
-    assert len(ft) == SMOKE_RUNS and set(ft.columns) >= {"estimate", "ci_low", "ci_high",
+    assert len(ft) == SMOKE_RUNS * D and set(ft.columns) >= {"estimate", "ci_low", "ci_high",
                                                      "n_seeds"}
     assert "nothing to compare" in (res / "tables" / "paper_comparison.md").read_text()
     assert "Random init" in (res / "tables" / "layer_probe.md").read_text()
@@ -77,6 +81,43 @@ def test_smoke_dag_produces_every_result(smoke_run):
     cfg = yaml.safe_load((res / "resolved_config.yaml").read_text())
     assert cfg["variants"]["byol_bt"]["base"] == "byol" and cfg["pretrain"]["epochs"] == 2
     assert "device" not in cfg["pretrain"]  # execution settings are not part of it
+
+
+def test_smoke_runs_a_users_csv_with_a_multiclass_task(smoke_run):
+    """table_synth: format image_table (a CSV + 12-bit values in 16-bit PNGs), three
+    classes, through every stage, table, figure and the data report."""
+    res, ds = smoke_run / "results", "table_synth"
+    meta = json.loads((res / ds / "data/dataset.json").read_text())
+    assert meta["format"] == "image_table" and meta["task"] == "multiclass"
+    assert meta["classes"] == ["equal", "up", "down"] and meta["channels"] == 1
+    split = pd.read_csv(res / ds / "data/split.csv")
+    assert set(split["finding"]) == {0, 1, 2} and set(split["view"]) == {"PA"}  # filtered
+    cache = np.load(res / ds / "data/cache/images.npy")
+    assert cache.shape[1:] == (1, 16, 16) and cache.max() > 200  # windowed, not /257
+    pred = pd.read_csv(res / ds / "finetune/moco/labeled_100/seed0/predictions.csv")
+    assert {"p_0", "p_1", "p_2"} <= set(pred.columns)
+    assert np.allclose(pred[["p_0", "p_1", "p_2"]].sum(1), 1, atol=1e-5)
+    ft = pd.read_csv(res / "tables/finetune.csv")
+    assert set(ft["dataset"]) == set(SMOKE_DATASETS)
+    for f in ("finetune", "layer_probe", "feature_reuse", "ks_cdf", "pretrain_loss",
+              "paired_difference"):
+        assert (res / "figures" / ds / f"{f}.png").stat().st_size > 0
+    # the data report of both datasets
+    rep = res / "data_report"
+    prev = pd.read_csv(rep / ds / "prevalence.csv")
+    for subset, part in prev.groupby("subset"):
+        assert part["prevalence"].sum() == pytest.approx(1, abs=1e-5), subset  # one class each
+    files = pd.read_csv(rep / ds / "files.csv")  # 16-bit storage, 12-bit values (11 if dim)
+    assert set(map(tuple, files[["type", "mode", "bits"]].values.tolist())) == {
+        ("PNG", "I;16", 16)}
+    assert files["bits_used"].max() == 12 and files["bits_used"].min() > 8
+    for d in SMOKE_DATASETS:
+        splits = pd.read_csv(rep / d / "splits.csv").set_index("subset")
+        manifest = pd.read_csv(res / d / "data/manifest.csv")
+        assert splits.loc["all", "images"] == len(manifest)
+        assert splits.loc[["train", "val", "test"], "images"].sum() == len(manifest)
+        assert Image.open(rep / d / "contact_sheet.png").format == "PNG"
+    assert "## table_synth (synthetic)" in (rep / "summary.md").read_text()
 
 
 def test_every_log_has_a_header_and_an_end(smoke_run):
@@ -122,30 +163,31 @@ def test_execution_settings_plan_nothing(smoke_run, tmp_path):
 def test_a_result_setting_reruns_its_stage_and_what_depends_on_it(smoke_run, tmp_path):
     cfg = write(tmp_path / "lr.yaml", "finetune: {optimizer: {lr: 0.002}}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["finetune"] == SMOKE_RUNS
+    assert jobs["finetune"] == SMOKE_RUNS * D
     assert not {"synthetic_data", "manifest", "split", "cache", "pretrain"} & set(jobs)
     assert set(jobs) <= {"finetune", "evaluate", "probe", "cka", "ks", "paired", "tables",
                          "figures", "all", "resolved_config"}
     cfg = write(tmp_path / "epochs.yaml", "pretrain: {epochs: 3}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["pretrain"] == len(SMOKE_SSL)
-    assert jobs["finetune"] == len(SMOKE_SSL) * 2  # not supervised
+    assert jobs["pretrain"] == len(SMOKE_SSL) * D
+    assert jobs["finetune"] == len(SMOKE_SSL) * 2 * D  # not supervised
     assert not {"synthetic_data", "manifest", "split", "cache"} & set(jobs)
     cfg = write(tmp_path / "bt.yaml", "pretrain: {bt: {lambda_off: 0.001}}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["pretrain"] == 1  # only the Barlow Twins method uses it
+    assert jobs["pretrain"] == D  # only the Barlow Twins method uses it
     # interval settings: only the statistics, never the training
     cfg = write(tmp_path / "boot.yaml", "bootstrap: {resamples: 60}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["evaluate"] == SMOKE_RUNS and not {"pretrain", "finetune", "cka", "ks"} & set(jobs)
+    assert jobs["evaluate"] == SMOKE_RUNS * D
+    assert not {"pretrain", "finetune", "cka", "ks"} & set(jobs)
 
 
 def test_changing_the_split_seed_reruns_everything_downstream_of_the_split(smoke_run,
                                                                             tmp_path):
     cfg = write(tmp_path / "seed.yaml", "split: {seed: 1}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["split"] == 1 and jobs["pretrain"] == len(SMOKE_SSL)
-    assert jobs["finetune"] == SMOKE_RUNS
+    assert jobs["split"] == D and jobs["pretrain"] == len(SMOKE_SSL) * D
+    assert jobs["finetune"] == SMOKE_RUNS * D
     assert not {"synthetic_data", "manifest", "cache"} & set(jobs)
 
 
@@ -180,16 +222,16 @@ def test_a_code_change_reruns_only_the_stages_that_run_it(smoke_run, tmp_path):
         f = copy / "src/ilmoco" / name
         f.write_text(f.read_text() + "\nCHANGED = True\n")
     assert planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile") == {
-        "figures": 1, "all": 1}
+        "figures": D, "all": 1}
     byol = copy / "src/ilmoco/models/bases/byol.py"  # one base: only its own pretraining
     byol.write_text(byol.read_text() + "\nCHANGED = True\n")
     jobs = planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile")
-    assert jobs["pretrain"] == 1 and jobs["finetune"] == 2  # byol_bt at 6 and 100 %
+    assert jobs["pretrain"] == D and jobs["finetune"] == 2 * D  # byol_bt at 6 and 100 %
     losses = copy / "src/ilmoco/models/losses.py"  # the losses: training and what follows
     losses.write_text(losses.read_text() + "\nCHANGED = True\n")
     jobs = planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile")
-    assert jobs["pretrain"] == len(SMOKE_SSL) and jobs["finetune"] == SMOKE_RUNS
-    assert jobs["probe"] == len(SMOKE_SSL) + 2  # the control and the supervised model
+    assert jobs["pretrain"] == len(SMOKE_SSL) * D and jobs["finetune"] == SMOKE_RUNS * D
+    assert jobs["probe"] == (len(SMOKE_SSL) + 2) * D  # the control, the supervised model
     assert not {"synthetic_data", "manifest", "split", "cache"} & set(jobs)
 
 
@@ -222,6 +264,7 @@ def test_report_builds(smoke_run):
     html = (smoke_run / "results" / "report.html").read_text(errors="ignore")
     assert len(html) > 10_000 and "finetune" in html and "paired" in html
     assert "Ablations" in html and "byol_bt" in html  # the variant of the smoke config
+    assert "contact_sheet.png" in html and "prevalence.csv" in html  # the data report
 
 
 NO_NETWORK = textwrap.dedent("""

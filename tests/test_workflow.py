@@ -10,7 +10,15 @@ import textwrap
 
 import pytest
 import yaml
-from snakerun import DEMO, ROOT, SMOKE_CONFIG, SMOKE_RUNS, planned_jobs, snakemake
+from snakerun import (
+    DEMO,
+    ROOT,
+    SMOKE_CONFIG,
+    SMOKE_DATASETS,
+    SMOKE_RUNS,
+    planned_jobs,
+    snakemake,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,16 +50,18 @@ def test_full_default_dag_dry_run(tmp_path):
     assert jobs["probe"] == 3 * 5  # 3 SSL encoders, the random-init control, supervised
     assert jobs["cka"] == 3 * 3 and jobs["ks"] == 3 and jobs["paired"] == 3
     assert jobs["tables"] == 1 and jobs["figures"] == 3 and jobs["resolved_config"] == 1
+    assert jobs["data_report"] == 1  # all datasets in one report
 
 
 def test_seeds_multiply_finetuning_also_from_the_command_line(tmp_path):
     cfg = write(tmp_path / "seeds.yaml", "seeds: [0, 1]\n")
     jobs = planned_jobs(configfiles=(*SMOKE_CONFIG, cfg), workdir=tmp_path)
-    assert jobs["finetune"] == SMOKE_RUNS * 2  # methods x fractions x seeds
+    runs = SMOKE_RUNS * len(SMOKE_DATASETS)
+    assert jobs["finetune"] == runs * 2  # datasets x methods x fractions x seeds
     # --config values are strings to Snakemake; the schema's types read them
     jobs = planned_jobs("--config", "seeds=[0,1]", "fractions=[6, 100]",
                         "pretrain={epochs: 3}", workdir=tmp_path)
-    assert jobs["finetune"] == SMOKE_RUNS * 2
+    assert jobs["finetune"] == runs * 2
 
 
 @pytest.mark.parametrize("yaml_text,message", [

@@ -28,8 +28,9 @@ rule manifest:
         format=lambda w: dataset_of(w).format,
         reader=lambda w: dataset_of(w).reader,
         detect=lambda w: FORMATS[dataset_of(w).format].detect,
-        # the other layouts, only to say what a wrong root looks like
-        others={name: f.detect for name, f in FORMATS.items()},
+        # the other layouts, only to say what a wrong root looks like (not the generic ones,
+        # which any root may be)
+        others={name: f.detect for name, f in FORMATS.items() if not f.generic},
         options=lambda w: dict(dataset_of(w).reader_options),
         # the reader of this dataset's format only (imported by path in the job)
         code=lambda w: code("manifest.py", dataset_of(w).reader,
@@ -75,6 +76,7 @@ rule cache:
         root=lambda w: dataset_of(w).root,
         size=lambda w: dataset_of(w).image_size,
         fundus_crop=lambda w: dataset_of(w).fundus_crop,
+        window=lambda w: dataset_of(w).window,
         reader=lambda w: dataset_of(w).reader,
         code=lambda w: code("cache.py", dataset_of(w).reader),
     threads: 4

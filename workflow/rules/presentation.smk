@@ -13,7 +13,26 @@ def seed_table():
 
 def report_targets():
     out = expand("results/tables/{table}.{ext}", table=list(TABLES), ext=["csv", "md", "tex"])
-    return out + expand(f"{FIG}.{{ext}}", dataset=DATASETS, figure=figures(), ext=["png", "pdf"])
+    out += expand(f"{FIG}.{{ext}}", dataset=DATASETS, figure=figures(), ext=["png", "pdf"])
+    return out + data_report_targets()
+
+
+# The data report, built by the data_report rule: per dataset its tables and contact
+# sheet, and one summary of all datasets.
+DATA_REPORT = "results/data_report"
+DATA_REPORT_FILES = {"splits": "splits.csv", "prevalence": "prevalence.csv",
+                     "files": "files.csv", "sheet": "contact_sheet.png"}
+
+
+def data_report_targets():
+    return [f"{DATA_REPORT}/summary.md"] + [f"{DATA_REPORT}/{d}/{f}" for d in DATASETS
+                                            for f in DATA_REPORT_FILES.values()]
+
+
+def data_report_output(dataset, kind):
+    return report(f"{DATA_REPORT}/{dataset}/{DATA_REPORT_FILES[kind]}",
+                  caption=f"../report/data_{kind}.rst", category="Data", subcategory=dataset,
+                  labels={"dataset": dataset, "item": kind})
 
 
 def figures():

@@ -85,3 +85,34 @@ rule readme:
         ENV
     script:
         "../scripts/readme.py"
+
+
+localrules:
+    data_report,
+
+
+rule data_report:
+    """The data before any GPU hour: per dataset the images and patients per split and
+    labelled fraction, label prevalence, a sample of the image files (size, mode, bit depth)
+    and a contact sheet of cached images per class (`snakemake data_report` builds it
+    alone)."""
+    input:
+        **{f"{kind}:{d}": path.format(dataset=d) for d in DATASETS
+           for kind, path in (("manifest", MANIFEST), ("meta", META), ("split", SPLIT),
+                              ("images", CACHE_IMAGES), ("index", CACHE_INDEX))},
+    output:
+        summary=f"{DATA_REPORT}/summary.md",
+        **{f"{d}:{kind}": data_report_output(d, kind) for d in DATASETS
+           for kind in DATA_REPORT_FILES},
+    params:
+        datasets={d: {"display": ds.display, "root": ds.root, "reader": ds.reader}
+                  for d, ds in S.datasets.items()},
+        settings=result_fields(S.data_report),
+        fractions=list(S.fractions),
+        code=code("data_report.py", *[ds.reader for ds in S.datasets.values()]),
+    log:
+        "logs/data_report.log",
+    conda:
+        ENV
+    script:
+        "../scripts/data_report.py"

@@ -22,6 +22,7 @@ from ilmoco.config.settings import (
     BootstrapSettings,
     CKARun,
     CKASettings,
+    DataReportSettings,
     DatasetSettings,
     FinetuneRun,
     FinetuneSettings,
@@ -57,6 +58,7 @@ class RunSettings:
     cka: CKASettings
     bootstrap: BootstrapSettings
     paired: PairedSettings
+    data_report: DataReportSettings
 
     # ----------------------------------------------------------- method queries
     def method(self, name: str) -> Method:
@@ -211,6 +213,8 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
     if stray:
         raise ConfigError(f"by_format.{fmt.name}.{stray[0]}", f"is not read by format "
                           f"{fmt.name} (its own keys: {list(fmt.options) or 'none'})")
+    if fmt.check is not None:
+        fmt.check(name, entry)
     if entry.get("synthetic") and fmt.synthetic is None:
         raise ConfigError(f"datasets.{name}.synthetic", f"format {fmt.name} has no "
                           "synthetic generator")
@@ -231,7 +235,9 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
     synthetic = dict(entry["synthetic"]) if entry.get("synthetic") else None
     return DatasetSettings(
         name=name, format=fmt.name, root=str(entry["root"]),
-        display=entry.get("display") or fmt.display + (" (synthetic)" if synthetic else ""),
+        # a format the user describes is named after the dataset, not the layout
+        display=entry.get("display") or (name if fmt.generic else fmt.display)
+        + (" (synthetic)" if synthetic else ""),
         image_size=int(pick("image_size")), metric=pick("metric") or fmt.metric,
         augment=pick("augment") or fmt.augment, ks_reference=pick("ks_reference"),
         reader=fmt.reader, reader_options=options, term_defaults=term_defaults,
@@ -242,6 +248,7 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
         probe_batch_size=pick("probe_batch_size"), probe_augment=pick("probe_augment"),
         official_subset_augment=bool(pick("official_subset_augment")),
         select_metric=pick("select_metric"),
+        window=_window(entry.get("window", "file")),
     )
 
 
@@ -277,6 +284,7 @@ def resolve(config: Mapping) -> RunSettings:
         cka=build(CKASettings, config["cka"], "cka."),
         bootstrap=build(BootstrapSettings, config["bootstrap"], "bootstrap."),
         paired=build(PairedSettings, config["paired"], "paired."),
+        data_report=build(DataReportSettings, config["data_report"], "data_report."),
     )
     check(settings)
     return settings
@@ -335,3 +343,7 @@ def check(s: RunSettings) -> None:
             spec = term_spec(m, s.terms, next(iter(s.datasets.values())))
             if not any(spec.weights):
                 raise ConfigError(f"variants.{m.name}", "its term has weight 0 on every block")
+
+
+def _window(value):
+    return tuple(float(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -179,6 +179,13 @@ class PairedSettings:
 
 
 @dataclass(frozen=True)
+class DataReportSettings:
+    sample_images: int  # image files per dataset whose header and values are read
+    per_class: int  # contact-sheet images per class
+    seed: int
+
+
+@dataclass(frozen=True)
 class BackboneRef:
     """A network by its config name and the ``module:callable`` that builds it
     (``builder(arch, in_channels, zero_init_residual, norm_layer=None)``)."""
@@ -214,6 +221,7 @@ class DatasetSettings:
     probe_augment: str = "finetune"  # the official probe's training augmentation preset
     official_subset_augment: bool = False  # fine-tuning below 100 %: the dataset transform
     select_metric: str | None = None  # fine-tuning's selection metric (None: the metric's)
+    window: str | tuple[float, float] = "file"  # 16-bit to 8-bit (data.intensity)
 
 
 @dataclass(frozen=True)

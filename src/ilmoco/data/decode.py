@@ -18,21 +18,27 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFile
 
+from ilmoco.data.dicom import is_dicom, read_dicom
 from ilmoco.data.formats.base import DatasetMeta
+from ilmoco.data.intensity import windowed
 from ilmoco.io import InputError, atomic_path, require_free_disk, write_csv
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a grey patch
 
 
-def to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Convert any PIL image (RGBA, palette, 16-bit, LA...) to 'L' or 'RGB'."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img).astype(np.float64)
-        if img.mode == "I" and arr.max() <= 255:
-            arr8 = arr
-        else:  # 16-bit: map the full 0..65535 range onto 0..255
-            arr8 = arr / 257.0
-        img = Image.fromarray(np.clip(np.rint(arr8), 0, 255).astype(np.uint8), "L")
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def to_mode(img: Image.Image, channels: int, window=None) -> Image.Image:
+    """Convert any PIL image (RGBA, palette, 16-bit, LA...) to 'L' or 'RGB'; 16-bit
+    grayscale through ``window`` (default: the image's own value range, never a fixed /257,
+    which would leave 12-bit data nearly black; see :mod:`ilmoco.data.intensity`)."""
+    if img.mode in WIDE_MODES:
+        arr = np.asarray(img)
+        if img.mode == "I" and arr.max() <= 255 and arr.min() >= 0:
+            img = Image.fromarray(arr.astype(np.uint8), "L")
+        else:
+            img = Image.fromarray(windowed(arr, window), "L")
     elif img.mode == "F":
         img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L")
     target = "L" if channels == 1 else "RGB"
@@ -74,12 +80,16 @@ def crop_fundus(img: Image.Image) -> Image.Image:
     return square
 
 
-def open_image(path: Path) -> Image.Image:
-    """Decode an image file (errors name the file)."""
+def open_image(path: Path, window="file") -> Image.Image:
+    """Decode an image file by its type: DICOM through pydicom (:mod:`ilmoco.data.dicom`),
+    anything else through PIL; 16-bit grayscale comes back as 8-bit 'L' through ``window``
+    (errors name the file)."""
+    if is_dicom(path):
+        return read_dicom(path, window)
     try:
         with Image.open(path) as im:
             im.load()
-        return im
+        return to_mode(im, 1, window) if im.mode in WIDE_MODES else im
     except FileNotFoundError:
         raise InputError(f"{path}: image listed in the manifest is missing") from None
     except Exception as e:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,9 @@ from ilmoco.names import fraction_column, pct_name
 SPLITS = ("train", "val", "test")
 
 def label_matrix(df: pd.DataFrame, meta: DatasetMeta) -> np.ndarray:
-    """Binary (n, L) matrix used for stratification (multiclass labels one-hot encoded)."""
+    """Binary (n, L) matrix used for stratification (multiclass labels one-hot encoded); a
+    masked multi-label entry (-1, an ignored uncertain label) stays -1 and counts as
+    neither positive nor negative."""
     if meta.task == "multiclass":
         y = df[meta.label_columns[0]].to_numpy().astype(int)
         return np.eye(meta.n_classes, dtype=np.int8)[y]
@@ -44,6 +47,7 @@ def iterative_stratification(
     n, n_labels = y.shape
     ratios = np.asarray(ratios, float) / np.sum(ratios)
     want_rows = ratios * n
+    y = (y > 0).astype(np.int8)  # masked labels (-1) are no positives
     want_labels = ratios[:, None] * y.sum(0)[None, :].astype(float)
     fold = np.full(n, -1)
     order = rng.permutation(n)
@@ -84,7 +88,13 @@ def patient_split(
             raise InputError("split.use_official is set but the dataset has no official split")
         off = df["official_split"].astype(str)
         if meta.fixed_split:
-            return off.rename("split")
+            out = off.rename("split")
+            tv = off == "trainval"  # official test kept, train/val drawn by patient
+            if tv.any():
+                drawn = dataclasses.replace(meta, fixed_split=False, has_official_split=False)
+                out = out.copy()
+                out.loc[tv] = patient_split(df.loc[tv], drawn, ratios[:2], seed).to_numpy()
+            return out
         unlisted = df.loc[~off.isin(["trainval", "test"]), "image_id"]
         if len(unlisted):
             raise InputError(
@@ -271,7 +281,7 @@ def listed_split(manifest: pd.DataFrame, meta: DatasetMeta, lists: Mapping[str, 
 
 
 def _rarest_label_groups(y: np.ndarray) -> np.ndarray:
-    prevalence = y.sum(0).astype(float)
+    prevalence = (y > 0).sum(0).astype(float)
     prevalence[prevalence == 0] = np.inf
     score = np.where(y > 0, prevalence[None, :], np.inf)
     group = np.argmin(score, axis=1)
@@ -306,7 +316,7 @@ def label_fractions(
 
     seed_set: list[int] = []
     if ensure_each_class:
-        prevalence = y.sum(0)
+        prevalence = (y > 0).sum(0)
         for lab in np.argsort(prevalence, kind="stable"):
             chosen = y[seed_set, lab] if seed_set else np.array([], int)
             for want in ((1, 0) if binary_task else (1,)):
@@ -343,9 +353,9 @@ def label_fractions(
 def _check_classes(y_sub, y_all, names, col, policy, binary_task) -> None:
     problems = []
     for j, name in enumerate(names):
-        if y_all[:, j].sum() == 0:
+        if (y_all[:, j] > 0).sum() == 0:
             problems.append(f"train has no positive image of {name!r}")
-        elif y_sub[:, j].sum() == 0:
+        elif (y_sub[:, j] > 0).sum() == 0:
             problems.append(f"{col} has no positive image of {name!r}")
         elif binary_task and (y_sub[:, j] == 0).sum() == 0 and (y_all[:, j] == 0).any():
             problems.append(f"{col} has no negative image of {name!r}")

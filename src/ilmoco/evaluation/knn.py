@@ -28,6 +28,11 @@ def knn_scores(bank: np.ndarray, bank_labels: np.ndarray, queries: np.ndarray, k
     w = w / w.sum(axis=1, keepdims=True)
     if task == "multilabel":
         votes = np.asarray(bank_labels, np.float64)  # (m, L)
+        if (votes < 0).any():  # ignored labels (-1): each label's vote among known ones
+            known = (votes >= 0).astype(np.float64)
+            num = np.einsum("nk,nkc->nc", w, (votes * known)[top])
+            den = np.einsum("nk,nkc->nc", w, known[top])
+            return np.where(den > 0, num / np.where(den > 0, den, 1), 0.5)
     else:
         votes = np.eye(max(n_classes, 2))[np.asarray(bank_labels, int)]  # (m, C)
     scores = np.einsum("nk,nkc->nc", w, votes[top])

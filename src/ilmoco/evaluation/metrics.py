@@ -54,6 +54,16 @@ def weighted_f1(y_true: np.ndarray, y_pred: np.ndarray, W, positive: int) -> np.
     return _f1(tp, fp, fn)
 
 
+def known_label(y: np.ndarray, j: int, W):
+    """Label ``j`` of a multi-label ``y`` without its ignored entries (-1): (y_j, kept rows or
+    None when every entry is known, the weights of the kept rows)."""
+    col = y[:, j]
+    if not (col < 0).any():
+        return col, None, W
+    keep = col >= 0
+    return col[keep], keep, (None if W is None else np.asarray(W, float)[:, keep])
+
+
 def task_of(y: np.ndarray, p: np.ndarray) -> str:
     if p.ndim == 1:
         return "binary"
@@ -62,13 +72,19 @@ def task_of(y: np.ndarray, p: np.ndarray) -> str:
 
 def macro_auc(y, p, W=None) -> np.ndarray:
     """Binary: AUC of P(positive). Multi-label: mean over labels of each label's AUC (labels
-    without both classes are skipped). Multi-class: one-vs-rest macro AUC."""
+    without both classes are skipped, and each label's ignored entries, -1, left out).
+    Multi-class: one-vs-rest macro AUC."""
     y, p = np.asarray(y), np.asarray(p)
     task = task_of(y, p)
     if task == "binary":
         return weighted_auc(y, p, W)
-    cols = range(p.shape[1])
-    per = [weighted_auc(y[:, j] if task == "multilabel" else (y == j), p[:, j], W) for j in cols]
+    per = []
+    for j in range(p.shape[1]):
+        if task == "multilabel":
+            yj, keep, Wj = known_label(y, j, W)
+            per.append(weighted_auc(yj, p[:, j] if keep is None else p[keep, j], Wj))
+        else:
+            per.append(weighted_auc(y == j, p[:, j], W))
     per = np.stack(per, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -115,7 +131,11 @@ def f1_macro(y, p, W=None) -> np.ndarray:
         return (weighted_f1(y, pred, W, 0) + weighted_f1(y, pred, W, 1)) / 2
     if task == "multilabel":
         pred = (p > 0.5).astype(int)
-        return np.mean([weighted_f1(y[:, j], pred[:, j], W, 1) for j in range(y.shape[1])], 0)
+        per = []
+        for j in range(y.shape[1]):
+            yj, keep, Wj = known_label(y, j, W)
+            per.append(weighted_f1(yj, pred[:, j] if keep is None else pred[keep, j], Wj, 1))
+        return np.mean(per, 0)
     pred = p.argmax(1)
     return np.mean([weighted_f1(y, pred, W, k) for k in range(p.shape[1])], 0)
 
@@ -145,6 +165,12 @@ def accuracy(y, p, W=None) -> np.ndarray:
         correct = (p > 0.5).astype(int) == y
     elif task == "multiclass":
         correct = p.argmax(1) == y
+    elif (y < 0).any():  # multi-label with ignored entries: the known labels of each image
+        known = y >= 0
+        hits = (((p > 0.5).astype(int) == y) & known).sum(1)
+        n_known = known.sum(1)
+        correct = np.where(n_known > 0, hits / np.maximum(n_known, 1), 0.0)
+        return (W @ correct) / (W @ (n_known > 0).astype(float))
     else:
         correct = ((p > 0.5).astype(int) == y).mean(1)
     return (W @ correct.astype(float)) / W.sum(1)
@@ -177,8 +203,9 @@ def chance_level(metric: str, y) -> float:
     if metric == "macro_auc":
         return 0.5
     y = np.asarray(y)
-    if y.ndim == 2:  # multi-label: per label, then the mean
-        return float(np.mean([chance_level(metric, y[:, j]) for j in range(y.shape[1])]))
+    if y.ndim == 2:  # multi-label: per label (its known entries), then the mean
+        return float(np.mean([chance_level(metric, y[y[:, j] >= 0, j])
+                              for j in range(y.shape[1])]))
     classes, counts = np.unique(y, return_counts=True)
     if metric == "accuracy":
         return float(counts.max() / counts.sum())

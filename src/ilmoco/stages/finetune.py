@@ -29,7 +29,7 @@ from ilmoco.models.backbone import build_backbone
 from ilmoco.names import fraction_column
 from ilmoco.runlog import log
 from ilmoco.training.checkpoints import ResumeCheckpoint, load_backbone, save_classifier
-from ilmoco.training.heads import Classifier, loss_fn, n_outputs, targets
+from ilmoco.training.heads import Classifier, has_masked, loss_fn, n_outputs, targets
 from ilmoco.training.inference import (
     EarlyStopping,
     model_state,
@@ -100,6 +100,7 @@ def run(job: FinetuneJob) -> dict:
     source = BatchSource(cache.images, s.batch_size, job.seed, rt.device, s.data_placement,
                          labels=targets(train, meta), rows=cache.rows(train["image_id"]),
                          min_steps=s.min_steps_per_epoch)
+    masked = has_masked(targets(train, meta))
     val_images, y_val = cache.load(val["image_id"]), targets(val, meta)
     check_metric(r.metric, y_val)
     steps_per_epoch = source.steps_per_epoch
@@ -112,7 +113,7 @@ def run(job: FinetuneJob) -> dict:
         x = aug(x, gen) if aug is not None else x.to(rt.dtype).div(255)
         with rt.autocast():
             logits = model(x)
-        return (loss := loss_fn(logits, y, meta.task)), {"loss": loss.detach()}
+        return (loss := loss_fn(logits, y, meta.task, masked)), {"loss": loss.detach()}
 
     def validation_score():
         if r.select_metric == "auc_raw_logit":

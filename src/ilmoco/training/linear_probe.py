@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ilmoco.config.settings import ProbeSettings
-from ilmoco.training.heads import loss_fn, probabilities
+from ilmoco.training.heads import has_masked, loss_fn, probabilities
 from ilmoco.training.inference import EarlyStopping, selection_score
 
 
@@ -23,6 +23,7 @@ def fit_linear(x_tr, y_tr, x_va, y_va, task: str, n_out: int, metric: str,
     xt = torch.from_numpy((x_tr - mu) / sd).float()
     xv = torch.from_numpy((x_va - mu) / sd).float()
     yt = torch.from_numpy(np.asarray(y_tr))
+    masked = has_masked(y_tr)
     head = nn.Linear(xt.shape[1], n_out)
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopping = EarlyStopping(cfg.patience)
@@ -30,7 +31,7 @@ def fit_linear(x_tr, y_tr, x_va, y_va, task: str, n_out: int, metric: str,
         perm = torch.randperm(len(xt), generator=gen)
         for start in range(0, len(xt), cfg.batch_size):
             idx = perm[start:start + cfg.batch_size]
-            loss = loss_fn(head(xt[idx]), yt[idx], task)
+            loss = loss_fn(head(xt[idx]), yt[idx], task, masked)
             opt.zero_grad()
             loss.backward()
             opt.step()

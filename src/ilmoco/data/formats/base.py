@@ -22,7 +22,9 @@ class DatasetMeta:
     ``multiclass`` (K-way softmax, one integer label column). ``has_official_split``: the
     manifest's ``official_split`` column holds a published split (used with
     ``split.use_official``); ``fixed_split``: that column *is* the split (MedMNIST ships no
-    patient ids to draw another; EyePACS ``subset: bin2`` defines its own).
+    patient ids to draw another; EyePACS ``subset: bin2`` defines its own; rows marked
+    ``trainval`` are split into train and val by patient). ``classes``: the class names of
+    a one-column task, code k = ``classes[k]`` (empty: the codes are the names).
     """
 
     format: str
@@ -35,9 +37,13 @@ class DatasetMeta:
     fixed_split: bool = False
     patient_ids: bool = True
     notes: list[str] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not d["classes"]:  # written only when set: other formats' dataset.json unchanged
+            del d["classes"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> DatasetMeta:

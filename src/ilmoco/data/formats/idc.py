@@ -23,12 +23,32 @@ PATCH_RE = re.compile(r"^(?P<pid>[^_/]+)_idx5_x(?P<x>\d+)_y(?P<y>\d+)_class(?P<c
 MIRROR = IDC_MIRROR
 
 
+def report_ignored(base: Path, root: Path) -> None:
+    """Say what the reader leaves out: PNGs in a patient's folders other than 0/ and 1/ (or
+    directly in the patient folder), with a count and examples."""
+    ignored = []
+    for pdir in sorted(os.scandir(base), key=lambda e: e.name):
+        if not pdir.is_dir() or pdir.name == MIRROR:
+            continue
+        for dirpath, dirnames, files in os.walk(pdir.path):
+            dirnames.sort()
+            rel = Path(dirpath).relative_to(pdir.path)
+            if rel.parts[:1] in (("0",), ("1",)) and len(rel.parts) == 1:
+                continue
+            ignored += [str(Path(dirpath, f).relative_to(root)) for f in sorted(files)
+                        if f.lower().endswith(".png")]
+    if ignored:
+        log(f"{base}: ignored {len(ignored)} patch(es) outside a <patient>/0/ or "
+            f"<patient>/1/ class folder, e.g. {ignored[:3]}")
+
+
 def read_idc_breast(root, on_missing: str = "error") -> tuple[pd.DataFrame, DatasetMeta]:
     root = Path(root)
     require_dir(root, "idc_breast")
     bases = [root] + ([root / MIRROR] if (root / MIRROR).is_dir() else [])
     rows, seen, n_dupes = [], set(), 0
     for base in bases:
+        report_ignored(base, root)
         for pdir in idc_patient_dirs(base):
             for cls in ("0", "1"):
                 cdir = pdir / cls

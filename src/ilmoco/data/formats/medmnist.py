@@ -73,6 +73,10 @@ def read_medmnist(root, on_missing: str = "error", file: str | None = None):
         for kind in ("images", "labels"):
             if f"{s}_{kind}" not in arrays:
                 raise InputError(f"{npz}: missing array '{s}_{kind}'; not a MedMNIST file")
+        n_img, n_lab = len(arrays[f"{s}_images"]), len(arrays[f"{s}_labels"])
+        if n_img != n_lab:
+            raise InputError(f"{npz}: {s}_labels has {n_lab} rows but {s}_images has {n_img} "
+                             "images; labels and images must line up one to one")
     labels = np.concatenate([arrays[f"{s}_labels"].reshape(len(arrays[f"{s}_labels"]), -1)
                              for s in SPLITS])
     n_labels = labels.shape[1]
