@@ -5,6 +5,7 @@ installed package."""
 import subprocess
 import sys
 
+import pytest
 import yaml
 from snakerun import ROOT
 
@@ -25,7 +26,17 @@ def pins(lines) -> dict:
 
 
 def test_env_file_pins_equal_requirements():
+    """The jobs' environment holds the default stack and the optional libraries (a job
+    imports timm or tensorboard when the config asks for them), with the same pins; so does
+    pyproject.toml's `extras`."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
     req = pins((ROOT / "requirements.txt").read_text().splitlines())
+    extras = pins((ROOT / "requirements-extras.txt").read_text().splitlines())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert pins(project["optional-dependencies"]["extras"]) == extras
+    assert not set(req) & set(extras)
+    req = {**req, **extras}
     env = yaml.safe_load((ROOT / "envs/ilmoco.yaml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert not [p for p in pip if p.startswith("-") or "/" in p]  # no -e ../, no paths
