@@ -55,3 +55,10 @@ def test_job_scripts_find_the_library_without_an_installed_package(tmp_path):
                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(ROOT / "src/ilmoco/config/methods.py")
+
+
+def test_the_optional_libraries_named_in_errors_are_the_pinned_ones():
+    from ilmoco.optional import PINS
+
+    extras = pins((ROOT / "requirements-extras.txt").read_text().splitlines())
+    assert pins(PINS.values()) == extras

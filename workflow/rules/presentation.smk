@@ -44,7 +44,7 @@ def table_inputs(wildcards):
         "finetune": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
                            seed=SEEDS),
         "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
-        "ckas": expand(CKA, dataset=d, method=SSL),
+        "ckas": expand(CKA, dataset=d, method=ENCODERS),
         "kss": expand(KS, dataset=d) if HAS_FULL else [],
         "paireds": expand(PAIRED, dataset=d) if len(METHODS) > 1 else [],
     }
@@ -71,7 +71,7 @@ def figure_inputs(wildcards):
         "metrics": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
                           seed=SEEDS),
         "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
-        "ckas": expand(CKA, dataset=d, method=SSL),
+        "ckas": expand(CKA, dataset=d, method=ENCODERS),
         **{f"pretrain:{m}": PRETRAIN_METRICS.format(dataset=d, method=m) for m in SSL},
         **runs(d, ["predictions"]),
     }

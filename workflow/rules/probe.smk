@@ -16,7 +16,7 @@ rule probe:
         init=lambda w: {"seed": S.pretrain.seed,
                         "zero_init_residual": S.pretrain.zero_init_residual}
         if w.method == RANDOM_INIT else {},
-        code=code("probe.py", *BUILDERS),
+        code=builder_code("probe.py"),
     threads: 1
     resources:
         gpu=1,

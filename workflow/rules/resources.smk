@@ -33,14 +33,15 @@ def dataset_size(wildcards, input):
 
 def work_model(stage, wildcards, n):
     if stage == "pretrain":
-        return res.pretrain_work(n, S.pretrain, S.method(wildcards.method).base)
+        run = S.pretrain_run(wildcards.dataset, wildcards.method)
+        return res.pretrain_work(n, run.settings, run.base)
     if stage == "finetune":
-        return res.finetune_work(n, S.finetune, float(wildcards.pct))
+        run = S.finetune_run(wildcards.dataset, wildcards.method)
+        return res.finetune_work(n, run.settings, float(wildcards.pct))
     if stage == "probe":
-        arch = S.finetune.arch if wildcards.method == SUPERVISED else S.pretrain.arch
-        return res.probe_work(n, S.probe.fraction, arch)
+        return res.probe_work(n, S.probe.fraction, S.arch_of(wildcards.method))
     return res.cka_work(n, len(PCTS) * len(SEEDS), S.cka.subset, S.cka.repeats,
-                        S.pretrain.arch)
+                        S.arch_of(wildcards.method))
 
 
 def gpu_runtime(stage):

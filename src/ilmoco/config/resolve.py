@@ -11,12 +11,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from ilmoco.config.augment import preset
-from ilmoco.config.backbones import backbone_ref
+from ilmoco.config.backbones import backbone_ref, family_of
 from ilmoco.config.bases import BASES
 from ilmoco.config.formats import FORMATS
-from ilmoco.config.methods import CONTROL, PAPER_METHODS, Method, variant
+from ilmoco.config.methods import CONTROL, PREDEFINED, Method, variant
 from ilmoco.config.settings import (
     BootstrapSettings,
     CKARun,
@@ -24,6 +25,9 @@ from ilmoco.config.settings import (
     DatasetSettings,
     FinetuneRun,
     FinetuneSettings,
+    InitRun,
+    InitSettings,
+    InitWeights,
     PairedSettings,
     PretrainRun,
     PretrainSettings,
@@ -36,6 +40,7 @@ from ilmoco.config.settings import (
 from ilmoco.config.terms import TERMS
 from ilmoco.io import ConfigError
 from ilmoco.names import SUPERVISED
+from ilmoco.optional import installed, needs
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,7 @@ class RunSettings:
     cka: CKASettings
     bootstrap: BootstrapSettings
     paired: PairedSettings
+    init: InitSettings
 
     # ----------------------------------------------------------- method queries
     def method(self, name: str) -> Method:
@@ -78,13 +84,45 @@ class RunSettings:
         return {m.name: m.display for m in (*self.methods, CONTROL)}
 
     @property
+    def encoder_methods(self) -> list[str]:
+        """Methods fine-tuned from an encoder file: pretrained ones (SSL) and those made from
+        a weights file (``imagenet``)."""
+        return [m.name for m in self.methods if m.has_encoder]
+
+    @property
+    def weights_methods(self) -> list[str]:
+        """Methods whose encoder is a weights file, converted (the ``init_encoder`` rule)."""
+        return [m.name for m in self.methods if m.kind == "weights"]
+
+    @property
     def has_full_labels(self) -> bool:
         return 100.0 in self.fractions
 
+    def arch_of(self, method: str) -> str:
+        """The backbone of a method's encoder and of every model fine-tuned from it: the
+        variant's own ``arch``, else ``pretrain.arch`` for SSL and the random-init control
+        (the pretraining's starting point), else ``finetune.arch``."""
+        m = self.method(method)
+        if m.arch is not None:
+            return m.arch
+        return self.pretrain.arch if m.is_ssl or m.kind == "control" else self.finetune.arch
+
+    def init_of(self, method: str) -> InitWeights | None:
+        """The weights file a method starts from, or None (random initialisation)."""
+        init = self.method(method).init
+        if init == "imagenet":
+            return InitWeights(self.init.weights, self.init.mean, self.init.std)
+        if isinstance(init, Mapping):
+            return InitWeights(str(init["weights"]),
+                               tuple(init.get("mean") or self.init.mean),
+                               tuple(init.get("std") or self.init.std))
+        return None
+
     def probe_methods(self) -> list[str]:
-        """Encoders the probing stage reads: every SSL method, the random-init control and,
-        as a reference, the supervised model fine-tuned on 100 %."""
-        out = list(self.ssl_methods)
+        """Encoders the probing stage reads: every pretrained encoder and those made from
+        weights files, the random-init control and, as a reference, the supervised model
+        fine-tuned on 100 %."""
+        out = list(self.encoder_methods)
         if self.probe.random_init:
             out.append(CONTROL.name)
         if (self.probe.include_supervised and self.probe.supervised_reference == "probe"
@@ -103,26 +141,34 @@ class RunSettings:
         m, ds = self.method(method), self.datasets[dataset]
         if not m.is_ssl:
             raise ValueError(f"{method!r} is not a self-supervised method")
+        arch = self.arch_of(method)
         # The run keeps only the settings its base and term read, so a setting of another
         # method reruns nothing here.
         return PretrainRun(
             dataset, method, m.base, self.bases[m.base], ds.metric,
             term_spec(m, self.terms, ds),
-            preset(ds.augment, "ssl", self.pretrain.augment_overrides), self.pretrain,
-            base_model=BASES[m.base].model, backbone=backbone_ref(self.pretrain.arch))
+            preset(ds.augment, "ssl", self.pretrain.augment_overrides),
+            dataclasses.replace(self.pretrain, arch=arch),
+            base_model=BASES[m.base].model, backbone=backbone_ref(arch),
+            init=self.init_of(method))
+
+    def init_run(self, dataset: str, method: str) -> InitRun:
+        arch = self.arch_of(method)
+        return InitRun(dataset, method, arch, self.init_of(method), backbone=backbone_ref(arch))
 
     def finetune_run(self, dataset: str, method: str) -> FinetuneRun:
         ds, ft = self.datasets[dataset], self.finetune
         aug = preset(ds.augment, "finetune", ft.augment_overrides) if ft.augment else None
-        return FinetuneRun(dataset, method, ds.metric, aug, ft,
-                           backbone=backbone_ref(ft.arch))
+        arch = self.arch_of(method)  # an encoder's own
+        return FinetuneRun(dataset, method, ds.metric, aug, dataclasses.replace(ft, arch=arch),
+                           backbone=backbone_ref(arch))
 
     def cka_run(self) -> CKARun:
         return CKARun(self.cka, self.bootstrap.level, self.finetune.precision,
                       device=self.finetune.device)
 
     def probe_run(self, dataset: str, method: str) -> ProbeRun:
-        arch = self.finetune.arch if method == SUPERVISED else self.pretrain.arch
+        arch = self.arch_of(method)
         return ProbeRun(dataset, method, self.datasets[dataset].metric, arch, self.probe,
                         self.bootstrap, device=self.finetune.device,
                         precision=self.finetune.precision, backbone=backbone_ref(arch))
@@ -221,6 +267,7 @@ def resolve(config: Mapping) -> RunSettings:
         cka=build(CKASettings, config["cka"], "cka."),
         bootstrap=build(BootstrapSettings, config["bootstrap"], "bootstrap."),
         paired=build(PairedSettings, config["paired"], "paired."),
+        init=build(InitSettings, config["init"], "init."),
     )
     check(settings)
     return settings
@@ -231,15 +278,15 @@ def resolve_methods(config: Mapping) -> tuple[Method, ...]:
     out = []
     for name in config["methods"]:
         if name in variants:
-            if name in PAPER_METHODS or name == CONTROL.name:
+            if name in PREDEFINED or name == CONTROL.name:
                 raise ConfigError(f"variants.{name}", "redefines a predefined method; "
                                   "give the variant another name")
             out.append(variant(name, variants[name]))
-        elif name in PAPER_METHODS:
-            out.append(PAPER_METHODS[name])
+        elif name in PREDEFINED:
+            out.append(PREDEFINED[name])
         else:
             raise ConfigError("methods", f"{name!r} is neither a predefined method "
-                              f"{sorted(PAPER_METHODS)} nor defined under `variants`")
+                              f"{sorted(PREDEFINED)} nor defined under `variants`")
     return tuple(out)
 
 
@@ -266,3 +313,44 @@ def check(s: RunSettings) -> None:
             spec = term_spec(m, s.terms, next(iter(s.datasets.values())))
             if not any(spec.weights):
                 raise ConfigError(f"variants.{m.name}", "its term has weight 0 on every block")
+    check_backbones(s)
+    check_init(s)
+    for section in ("pretrain", "finetune"):
+        if getattr(s, section).tensorboard is True and not installed("tensorboard"):
+            raise ConfigError(f"{section}.tensorboard", f"true needs {needs('tensorboard')} "
+                              "(or set auto)")
+
+
+def check_backbones(s: RunSettings) -> None:
+    """Each backbone the run builds, by its family's check (e.g. timm knows the model), with
+    the BatchNorm the method's SSL base asks for (MoCo's ``bn``)."""
+    checked = set()
+    for m in (*s.methods, CONTROL):
+        arch = s.arch_of(m.name)
+        where = f"variants.{m.name}.arch" if m.arch else \
+            "pretrain.arch" if m.is_ssl or m is CONTROL else "finetune.arch"
+        bn = getattr(s.bases[m.base], "bn", "global") if m.is_ssl else "global"
+        family = family_of(arch)
+        if family.check is not None and (arch, bn) not in checked:
+            checked.add((arch, bn))
+            family.check(arch, where, bn)
+
+
+def check_init(s: RunSettings) -> None:
+    """Every weights file a method starts from is named and exists (nothing downloads)."""
+    for m in s.methods:
+        init = s.init_of(m.name)
+        if init is None:
+            continue
+        where = f"variants.{m.name}.init.weights" if isinstance(m.init, Mapping) \
+            else "init.weights"
+        if init.weights is None:
+            raise ConfigError("init.weights", f"method {m.name!r} starts from ImageNet "
+                              "weights: set init.weights to a local weights file (the README "
+                              "says how to get one)")
+        if not Path(init.weights).is_file():
+            raise ConfigError(where, f"{init.weights}: no such file")
+        for key, values in (("mean", init.mean), ("std", init.std)):
+            if len(values) not in (1, 3):
+                raise ConfigError(where.replace("weights", key), "one value per input "
+                                  "channel of the weights' stem (1 or 3)")
