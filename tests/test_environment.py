@@ -2,6 +2,7 @@
 Snakemake copies the file under .snakemake/conda/; job scripts import the library without an
 installed package."""
 
+import os
 import subprocess
 import sys
 
@@ -62,3 +63,50 @@ def test_the_optional_libraries_named_in_errors_are_the_pinned_ones():
 
     extras = pins((ROOT / "requirements-extras.txt").read_text().splitlines())
     assert pins(PINS.values()) == extras
+
+
+BLOCK_OPTIONAL = """
+import sys
+sys.modules["timm"] = None  # not installed, as after `make demo` (requirements.txt only)
+sys.modules["tensorboard"] = None
+"""
+
+DEFAULT_JOBS = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from stagedata import prepare, tiny_settings
+from ilmoco.stages import export, pretrain
+
+tmp = Path({tmp!r})
+paths, meta = prepare(tmp / "data", n_patients=16)
+job = pretrain.PretrainJob(
+    run=tiny_settings(pretrain={{"epochs": 1}}).pretrain_run("dr", "moco_mse"),
+    split_csv=str(paths["split"]), meta=meta, cache_images=str(paths["images"]),
+    cache_index=str(paths["index"]), out_encoder=str(tmp / "encoder.pt"),
+    out_metrics=str(tmp / "metrics.csv"), resume_path=str(tmp / "resume.pt"),
+    events_dir=str(tmp / "tb"))
+pretrain.run(job)
+export.run(job.out_encoder, str(tmp / "encoder.safetensors"))
+assert sys.modules["timm"] is None and sys.modules["tensorboard"] is None
+print("ok", (tmp / "tb").exists())
+"""
+
+
+@pytest.mark.slow
+def test_the_default_run_needs_no_optional_library(tmp_path):
+    """Pretraining (``tensorboard: auto``) and the export run with timm and tensorboard
+    unimportable: they write no event files and say why."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCK_OPTIONAL)
+    code = DEFAULT_JOBS.format(tests=str(ROOT / "tests"), tmp=str(tmp_path))
+    path = (str(site), str(ROOT / "src"), os.environ.get("PYTHONPATH"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.strip() == "ok False"
+    assert "no TensorBoard event files: tensorboard: auto without the tensorboard package" \
+        in r.stderr
+    assert (tmp_path / "encoder.safetensors").is_file()

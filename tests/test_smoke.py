@@ -113,8 +113,9 @@ def test_nothing_to_do_after_a_run(smoke_run):
 def test_execution_settings_plan_nothing(smoke_run, tmp_path):
     cfg = write(tmp_path / "exec.yaml", """\
         pretrain: {checkpoint_every: 7, device: cpu, compile: false, data_placement: host,
-                   progress: lines, channels_last: false}
-        finetune: {checkpoint_every: 5, device: cpu, data_placement: memmap, progress: quiet}
+                   progress: lines, channels_last: false, tensorboard: false}
+        finetune: {checkpoint_every: 5, device: cpu, data_placement: memmap, progress: quiet,
+                   tensorboard: false}
     """)
     assert planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg)) == {}
 
