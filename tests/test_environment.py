@@ -1,6 +1,6 @@
 """The conda environment of the jobs: one source of pins, and nothing that breaks when
 Snakemake copies the file under .snakemake/conda/; job scripts import the library without an
-installed package."""
+installed package; the default run needs none of the optional libraries."""
 
 import os
 import subprocess
