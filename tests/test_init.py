@@ -121,7 +121,7 @@ def test_timm_errors(over, message):
 
 
 def test_the_init_encoder_stage_writes_an_encoder_of_the_weights(weights_file, tmp_path):
-    paths, _ = prepare(tmp_path, n_patients=8, fractions=(100,))
+    paths, _ = prepare(tmp_path, n_patients=16, fractions=(100,))
     s = tiny_settings(methods=["supervised", "imagenet"], init={"weights": weights_file},
                       paired={"baseline": "imagenet"})
     out = tmp_path / "encoder.pt"
@@ -143,3 +143,24 @@ def test_a_timm_arch_without_timm_names_the_package(monkeypatch):
     with pytest.raises(ConfigError, match=r"config error at pretrain\.arch: 'timm:resnet18d' "
                                           r"needs the timm package: pip install timm==1\.0\.31"):
         tiny_settings(pretrain={"arch": "timm:resnet18d"})
+
+
+def test_passed_timm_checks_are_remembered(monkeypatch, tmp_path):
+    """Resolving a run with a timm arch imports timm and torch once per model and BatchNorm
+    (seconds); later resolutions read the cache, keyed by timm's version."""
+    pytest.importorskip("timm")
+    from ilmoco.config import backbones
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    real = backbones.run_timm_check
+    monkeypatch.setattr(backbones, "run_timm_check", lambda *a: (calls.append(a), real(*a)))
+    for _ in range(2):
+        backbones.check_timm("timm:resnet18d", "pretrain.arch", "split")
+    backbones.check_timm("timm:resnet18d", "pretrain.arch", "global")
+    assert [c[2] for c in calls] == ["split", "global"]
+    assert (tmp_path / "ilmoco/timm-checks.json").is_file()
+    for _ in range(2):  # failures are not kept
+        with pytest.raises(ConfigError, match="is not a timm model"):
+            backbones.check_timm("timm:no_such_net", "pretrain.arch", "global")
+    assert len(calls) == 4

@@ -12,12 +12,17 @@ combination its family cannot build.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
 
 from ilmoco.config.settings import BackboneRef
-from ilmoco.io import ConfigError
+from ilmoco.io import ConfigError, write_json
 from ilmoco.optional import installed, needs
 
 
@@ -34,6 +39,13 @@ class BackboneFamily:
         return arch in self.archs or bool(self.pattern and re.fullmatch(self.pattern, arch))
 
 
+def passed_checks() -> Path:
+    """Where the timm checks that passed are remembered (by timm version, model and bn):
+    importing timm and torch costs seconds, and every ``snakemake`` call resolves the run."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "ilmoco" / "timm-checks.json"
+
+
 def check_timm(arch: str, where: str, bn: str = "global") -> None:
     """timm is installed, knows the model and gives four feature stages of it; MoCo's
     ``bn: split`` / ``sync`` replace BatchNorm2d layers, which a model whose BatchNorm
@@ -41,6 +53,19 @@ def check_timm(arch: str, where: str, bn: str = "global") -> None:
     have."""
     if not installed("timm"):
         raise ConfigError(where, f"{arch!r} needs {needs('timm')}")
+    key = f"{metadata.version('timm')} {arch} {bn in ('split', 'sync')}"
+    try:
+        passed = set(json.loads(passed_checks().read_text()))
+    except (OSError, ValueError):
+        passed = set()
+    if key in passed:
+        return
+    run_timm_check(arch, where, bn)
+    with contextlib.suppress(OSError):  # a cache only
+        write_json(passed_checks(), sorted(passed | {key}))
+
+
+def run_timm_check(arch: str, where: str, bn: str) -> None:
     import timm
     import torch
 
