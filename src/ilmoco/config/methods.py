@@ -7,9 +7,8 @@
 * an SSL variant - a base (:mod:`ilmoco.config.bases`), an intermediate term
   (:mod:`ilmoco.config.terms`) on some of the blocks 1-4, and term settings, optionally its
   own backbone (``arch``) and a starting point (``init``: ``imagenet`` or a weights file);
-  the paper's
-  ``moco``, ``moco_mse`` and ``moco_bt`` are predefined variants, users add more under
-  ``variants:`` in the config;
+  the paper's ``moco``, ``moco_mse`` and ``moco_bt`` are predefined variants, users add
+  more under ``variants:`` in the config;
 * ``random_init`` - a randomly initialised encoder that is only probed: the standard control
   of layer-wise probing.
 
