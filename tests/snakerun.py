@@ -56,3 +56,12 @@ def planned_jobs(*args, **kw) -> dict[str, int]:
         name, count = line.split()
         out[name] = int(count)
     return out
+
+
+def readme_recipe(library: str) -> str:
+    """The code block after ``<!-- recipe: <library> -->`` in the README (the loading
+    recipes of an exported encoder, which the tests run as they stand there)."""
+    text = (ROOT / "README.md").read_text()
+    m = re.search(rf"<!-- recipe: {library} -->\s*```python\n(.*?)```", text, re.S)
+    assert m, f"no {library} recipe in the README"
+    return m.group(1)

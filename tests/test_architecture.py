@@ -9,7 +9,7 @@ import pytest
 import yaml
 from snakerun import ROOT
 
-from ilmoco.config.backbones import BACKBONES, known_archs
+from ilmoco.config.backbones import BACKBONES, arch_patterns, known_archs
 from ilmoco.config.bases import BASES
 from ilmoco.config.formats import FORMATS
 from ilmoco.config.schema import schema_at
@@ -31,8 +31,25 @@ def test_schema_enums_are_the_registries():
     assert set(node("properties", "by_format", "properties")) == set(FORMATS)
     assert node("$defs", "variant", "properties", "base")["enum"] == list(BASES)
     assert node("$defs", "variant", "properties", "term")["enum"] == list(TERMS)
-    for stage in ("pretrain", "finetune"):
-        assert node("properties", stage, "properties", "arch")["enum"] == known_archs()
+    arch = node("$defs", "arch")["anyOf"]
+    assert [a["enum"] for a in arch if "enum" in a] == [known_archs()]
+    assert [a["pattern"] for a in arch if "pattern" in a] == arch_patterns()
+    for where in (("properties", "pretrain"), ("properties", "finetune"), ("$defs", "variant")):
+        ref = schema_at(SCHEMA, SCHEMA)
+        for p in where:
+            ref = ref[p]
+        arch_node = ref["properties"]["arch"]
+        assert "#/$defs/arch" in str(arch_node), where
+
+
+def test_the_schema_names_the_weight_files_the_loader_reads():
+    import re
+
+    from ilmoco.models.weights import SUFFIXES
+
+    pattern = node("$defs", "weights_file")["pattern"]
+    assert all(re.search(pattern, f"w{s}") for s in SUFFIXES)
+    assert not re.search(pattern, "w.ckpt") and not re.search(pattern, "w.pth.gz")
 
 
 def test_every_base_and_term_has_its_schema_section():

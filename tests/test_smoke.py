@@ -154,8 +154,9 @@ def test_nothing_to_do_after_a_run(smoke_run):
 def test_execution_settings_plan_nothing(smoke_run, tmp_path):
     cfg = write(tmp_path / "exec.yaml", """\
         pretrain: {checkpoint_every: 7, device: cpu, compile: false, data_placement: host,
-                   progress: lines, channels_last: false}
-        finetune: {checkpoint_every: 5, device: cpu, data_placement: memmap, progress: quiet}
+                   progress: lines, channels_last: false, tensorboard: false}
+        finetune: {checkpoint_every: 5, device: cpu, data_placement: memmap, progress: quiet,
+                   tensorboard: false}
     """)
     assert planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg)) == {}
 
@@ -174,7 +175,9 @@ def test_a_result_setting_reruns_its_stage_and_what_depends_on_it(smoke_run, tmp
     assert not {"synthetic_data", "manifest", "split", "cache"} & set(jobs)
     cfg = write(tmp_path / "bt.yaml", "pretrain: {bt: {lambda_off: 0.001}}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))
-    assert jobs["pretrain"] == D  # only the Barlow Twins method uses it
+    smoke = yaml.safe_load(SMOKE_CONFIG[1].read_text())
+    bt = [m for m, v in smoke["variants"].items() if v["term"] == "bt"]
+    assert len(bt) == 2 and jobs["pretrain"] == D * len(bt)  # only Barlow Twins methods
     # interval settings: only the statistics, never the training
     cfg = write(tmp_path / "boot.yaml", "bootstrap: {resamples: 60}\n")
     jobs = planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg))

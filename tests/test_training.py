@@ -207,9 +207,11 @@ def test_finetune_refuses_a_mismatched_encoder(data, tmp_path):
     with pytest.raises(InputError, match=r"trained with method='moco' but this run needs "
                                          r"method='moco_mse'"):
         finetune.run(finetune_job(paths, meta, tmp_path / "ft", pre.out_encoder, "moco_mse"))
+    # an SSL method is fine-tuned on its encoder's arch (pretrain.arch or the variant's)
+    job = finetune_job(paths, meta, tmp_path / "ft", pre.out_encoder, "moco")
+    job.run = tiny_settings(pretrain={"arch": "resnet50"}).finetune_run("dr", "moco")
     with pytest.raises(InputError, match=r"arch='resnet18' but this run needs arch='resnet50'"):
-        finetune.run(finetune_job(paths, meta, tmp_path / "ft", pre.out_encoder, "moco",
-                                  arch="resnet50"))
+        finetune.run(job)
     result = finetune.run(finetune_job(paths, meta, tmp_path / "ok", pre.out_encoder, "moco"))
     assert result["encoder"] == pre.out_encoder
 

@@ -79,6 +79,12 @@ def test_seeds_multiply_finetuning_also_from_the_command_line(tmp_path):
     ("variants: {x: {base: moco, term: mse, blocks: [5]}}\n",
      "config error at variants.x.blocks.0: 5 is greater than the maximum of 4"),
     ("paired: {baseline: byol}\n", "config error at paired.baseline: 'byol' is not one of"),
+    ("methods: [moco, imagenet]\n", "config error at init.weights: method 'imagenet' starts "
+                                    "from ImageNet weights: set init.weights"),
+    ("pretrain: {arch: 'timm:resnet_not_a_model'}\n",
+     "config error at pretrain.arch: 'resnet_not_a_model' is not a timm model"),
+    ("pretrain: {arch: 'timm:bad-name'}\n",
+     "config error at pretrain.arch: 'timm:bad-name' is not valid under any of the given"),
 ])
 
 

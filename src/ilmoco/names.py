@@ -1,14 +1,14 @@
 """The names a reader of the paper recognises, shared by every layer: the four blocks, the
-two methods that are not self-supervised, label fractions (``labeled_<pct>``) and the keys
+methods that are not self-supervised, label fractions (``labeled_<pct>``) and the keys
 under which a rule names one fine-tuning run's files."""
 
 from __future__ import annotations
 
 BLOCKS = ("block1", "block2", "block3", "block4")
 
-# The supervised baseline (random init, fine-tuned) and the probing control (random init,
-# only probed).
-SUPERVISED, RANDOM_INIT = "supervised", "random_init"
+# The supervised baseline (random init, fine-tuned), the probing control (random init,
+# only probed) and the ImageNet reference (initialised from a weights file, fine-tuned).
+SUPERVISED, RANDOM_INIT, IMAGENET = "supervised", "random_init", "imagenet"
 
 
 def pct_name(pct: float) -> str:

@@ -11,9 +11,9 @@ rule cka:
     params:
         run=S.cka_run(),
         settings=result_fields(S.cka_run()),
-        code=code("cka.py", *BUILDERS),
+        code=builder_code("cka.py"),
     wildcard_constraints:
-        method=regex_alternatives(SSL),
+        method=regex_alternatives(ENCODERS),
     threads: 1
     resources:
         gpu=1,

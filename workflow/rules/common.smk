@@ -56,6 +56,7 @@ S = load_settings()
 DATASETS = list(S.datasets)
 METHODS = S.method_names
 SSL = S.ssl_methods
+ENCODERS = S.encoder_methods  # SSL and those made from weights files (imagenet)
 PCTS = [pct_name(p) for p in S.fractions]
 SEEDS = list(S.seeds)
 HAS_FULL = S.has_full_labels
@@ -88,8 +89,10 @@ def dataset_of(wildcards):
     return S.datasets[wildcards.dataset]
 
 
-# The backbone builders of the run (pretrained encoders and fine-tuned models).
-BUILDERS = [backbone_ref(S.pretrain.arch).builder, backbone_ref(S.finetune.arch).builder]
+def builder_code(script):
+    """``code`` of a job that builds the backbone of its method (``arch_of``): only that
+    family's builder, so adding another family reruns nothing."""
+    return lambda w: code(script, backbone_ref(S.arch_of(w.method)).builder)
 
 
 def pretrain_code(wildcards):
@@ -111,3 +114,8 @@ def control_init(wildcards):
     if wildcards.method != RANDOM_INIT:
         return {}
     return {"seed": S.pretrain.seed, "zero_init_residual": S.control_zero_init_residual}
+
+
+def init_code(wildcards):
+    run = S.init_run(wildcards.dataset, wildcards.method)
+    return code("init_encoder.py", run.backbone.builder)

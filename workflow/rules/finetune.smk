@@ -17,7 +17,8 @@ rule finetune:
         run=lambda w: S.finetune_run(w.dataset, w.method, float(w.pct)),
         settings=lambda w: result_fields(S.finetune_run(w.dataset, w.method, float(w.pct))),
         resume=f"{FT}/resume.pt",
-        code=code("finetune.py", *BUILDERS),
+        tensorboard=f"{TENSORBOARD}/finetune/{{method}}/labeled_{{pct}}/seed{{seed}}",
+        code=builder_code("finetune.py"),
     wildcard_constraints:
         method=regex_alternatives(METHODS),
     threads: 1

@@ -6,6 +6,7 @@ SPLIT = f"{D}/data/split.csv"
 CACHE_IMAGES = f"{D}/data/cache/images.npy"
 CACHE_INDEX = f"{D}/data/cache/index.csv"
 ENCODER = f"{D}/pretrain/{{method}}/encoder.pt"
+EXPORT = f"{D}/pretrain/{{method}}/encoder.safetensors"
 PRETRAIN_METRICS = f"{D}/pretrain/{{method}}/metrics.csv"
 FT = f"{D}/finetune/{{method}}/labeled_{{pct}}/seed{{seed}}"
 PROBE = f"{D}/probe/{{method}}/probe.csv"
@@ -16,6 +17,7 @@ PAIRED = f"{D}/analysis/paired.csv"
 RESOLVED = "results/resolved_config.yaml"
 FIG = "results/figures/{dataset}/{figure}"
 BENCH = "benchmarks/{dataset}"
+TENSORBOARD = f"{D}/tensorboard"  # event files of the training jobs (not outputs)
 
 
 def ft_path(name, **w):
@@ -41,10 +43,11 @@ def runs(dataset, kinds, methods=None, pcts=None):
 def dataset_targets(d):
     out = [SPLIT.format(dataset=d)]
     out += expand(PRETRAIN_METRICS, dataset=d, method=SSL)
+    out += expand(EXPORT, dataset=d, method=ENCODERS)
     out += expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS, seed=SEEDS)
     out += expand(PROBE, dataset=d, method=S.probe_methods())
     out += expand(LINEAR_PROBE, dataset=d, method=linear_probe_methods())
-    out += expand(CKA, dataset=d, method=SSL)
+    out += expand(CKA, dataset=d, method=ENCODERS)
     if HAS_FULL:
         out.append(KS.format(dataset=d))
     if len(METHODS) > 1:
@@ -66,6 +69,12 @@ def encoder_input(wildcards):
     if wildcards.method == SUPERVISED:
         return {}
     return {"encoder": ENCODER.format(dataset=wildcards.dataset, method=wildcards.method)}
+
+
+def init_input(wildcards):
+    """The weights file a method starts from: an input, so a new file reruns its jobs."""
+    init = S.init_of(wildcards.method)
+    return {"weights": init.weights} if init is not None else {}
 
 
 def probed_model(wildcards):

@@ -72,7 +72,7 @@ def table_inputs(wildcards):
                            seed=SEEDS),
         "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
         "linear": expand(LINEAR_PROBE, dataset=d, method=linear_probe_methods()),
-        "ckas": expand(CKA, dataset=d, method=SSL),
+        "ckas": expand(CKA, dataset=d, method=ENCODERS),
         "kss": expand(KS, dataset=d) if HAS_FULL else [],
         "paireds": expand(PAIRED, dataset=d) if len(METHODS) > 1 else [],
     }
@@ -100,7 +100,7 @@ def figure_inputs(wildcards):
         "metrics": expand(f"{FT}/metrics.json", dataset=d, method=METHODS, pct=PCTS,
                           seed=SEEDS),
         "probes": expand(PROBE, dataset=d, method=S.probe_methods()),
-        "ckas": expand(CKA, dataset=d, method=SSL),
+        "ckas": expand(CKA, dataset=d, method=ENCODERS),
         **{f"pretrain:{m}": PRETRAIN_METRICS.format(dataset=d, method=m) for m in SSL},
         **runs(d, ["predictions"]),
     }

@@ -17,7 +17,7 @@ rule probe:
         init=control_init,
         # the official protocol's resume checkpoint, outside the declared outputs
         resume=f"{D}/probe/{{method}}/resume.pt",
-        code=code("probe.py", *BUILDERS),
+        code=builder_code("probe.py"),
     threads: 1
     resources:
         gpu=1,
@@ -50,7 +50,7 @@ rule linear_probe:
         settings=lambda w: result_fields(S.linear_probe_run(w.dataset, w.method)),
         init=control_init,
         resume=f"{D}/probe/{{method}}/linear_resume.pt",
-        code=code("linear_probe.py", *BUILDERS),
+        code=builder_code("linear_probe.py"),
     threads: 1
     resources:
         gpu=1,

@@ -1,4 +1,6 @@
 localrules:
+    init_encoder,
+    export,
     manifest,
     split,
     evaluate,

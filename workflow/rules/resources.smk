@@ -33,19 +33,21 @@ def dataset_size(wildcards, input):
 
 def work_model(stage, wildcards, n):
     if stage == "pretrain":
-        return res.pretrain_work(n, S.pretrain_run(wildcards.dataset, wildcards.method).settings,
-                                 S.method(wildcards.method).base)
+        run = S.pretrain_run(wildcards.dataset, wildcards.method)
+        return res.pretrain_work(n, run.settings, run.base)
     if stage == "finetune":
-        return res.finetune_work(n, S.finetune, float(wildcards.pct))
+        pct = float(wildcards.pct)
+        return res.finetune_work(n, S.finetune_run(wildcards.dataset, wildcards.method,
+                                                   pct).settings, pct)
     if stage == "probe":
         r = S.probe_run(wildcards.dataset, wildcards.method)
         epochs = r.settings.epochs if r.settings.protocol == "official" else 0
         return res.probe_work(n, S.probe.fraction, r.arch, epochs)
     if stage == "linear_probe":
-        return res.linear_probe_work(n, S.finetune, S.probe.fraction,
-                                     S.probe_arch(wildcards.method))
+        r = S.linear_probe_run(wildcards.dataset, wildcards.method)
+        return res.linear_probe_work(n, r.settings, S.probe.fraction, r.arch)
     return res.cka_work(n, len(PCTS) * len(SEEDS), S.cka.subset, S.cka.repeats,
-                        S.pretrain.arch)
+                        S.arch_of(wildcards.method))
 
 
 def gpu_runtime(stage):

@@ -19,5 +19,5 @@ with job_log(snakemake.log[0], threads=snakemake.threads, stage="finetune",
         cache_index=inp.index, encoder=inp.get("encoder"),
         out_predictions=out.predictions, out_predictions_last=out.predictions_last,
         out_selection=out.selection, out_model=out.model, out_history=out.history,
-        resume_path=params.resume, code=params.code,
+        resume_path=params.resume, code=params.code, events_dir=params.tensorboard,
     ))

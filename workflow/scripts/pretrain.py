@@ -20,5 +20,6 @@ if __name__ == "__main__":
                           meta=DatasetMeta.from_dict(read_json(inp.meta)),
                           cache_images=inp.images, cache_index=inp.index,
                           out_encoder=out.encoder, out_metrics=out.metrics,
-                          resume_path=params.resume, code=params.code)
+                          resume_path=params.resume, code=params.code,
+                          events_dir=params.tensorboard)
         run_data_parallel(run, (job,), max(1, gpus))

@@ -117,15 +117,22 @@ def cka_work(n: dict, runs: int, subset: int, repeats: int, arch: str) -> Work:
     return Work(0, used * (1 + runs), arch)
 
 
+def rate(table: dict, kind: str, arch: str) -> float:
+    """The table's rate of ``kind`` (a stage, or inference) for ``arch``; an arch the table
+    lacks (a timm model before ``calibrate`` has measured it) gets the slowest rate of that
+    kind, a conservative request."""
+    rates = table["gpu"][kind]
+    return rates.get(arch) or min(rates.values())
+
+
 def seconds(work: Work, stage: str, size: int, table: dict) -> float:
     """Compute seconds of ``work`` at ``size`` px with the table's rates."""
     scale = (REFERENCE_SIZE / size) ** 2
-    rates = table["gpu"]
     t = 0.0
     if work.train:
-        t += work.train / (rates[stage][work.arch] * scale)
+        t += work.train / (rate(table, stage, work.arch) * scale)
     if work.infer:
-        t += work.infer / (rates["inference"][work.arch] * scale)
+        t += work.infer / (rate(table, "inference", work.arch) * scale)
     return t
 
 
@@ -188,8 +195,8 @@ def calibrate(results: Path, benchmarks: Path, table: dict, min_seconds: float =
         if m["stage"] == "pretrain":
             if m["rest"] not in s.method_names:
                 continue
-            work = pretrain_work(n, s.pretrain_run(dataset, m["rest"]).settings,
-                                 s.method(m["rest"]).base)
+            run = s.pretrain_run(dataset, m["rest"])
+            work = pretrain_work(n, run.settings, run.base)
         else:
             run = re.fullmatch(r"(\w+?)_labeled_([0-9.]+)_seed(\d+)", m["rest"])
             if run is None:
@@ -198,9 +205,10 @@ def calibrate(results: Path, benchmarks: Path, table: dict, min_seconds: float =
             done = results / dataset / "finetune" / method / f"labeled_{pct}" / \
                 f"seed{seed}" / "metrics.json"
             epochs = json.loads(done.read_text())["epochs_run"] if done.is_file() else None
-            work = finetune_work(n, s.finetune, float(pct), epochs)
+            work = finetune_work(n, s.finetune_run(dataset, method, float(pct)).settings,
+                                 float(pct), epochs)
         scale = (REFERENCE_SIZE / ds.image_size) ** 2
-        infer_s = work.infer / (table["gpu"]["inference"][work.arch] * scale)
+        infer_s = work.infer / (rate(table, "inference", work.arch) * scale)
         train_s = max(measured - overhead - infer_s, 1e-3)
         fits.setdefault((m["stage"], work.arch), []).append(work.train / train_s / scale)
     out = yaml.safe_load(yaml.safe_dump(table))
@@ -224,15 +232,17 @@ def estimate(config: dict, table: dict) -> dict[str, dict[str, float]]:
         hours = {stage: 0.0 for stage in STAGES}
         for m in s.method_names:
             if s.method(m).is_ssl:
-                hours["pretrain"] += seconds(pretrain_work(n, s.pretrain_run(d, m).settings,
-                                                           s.method(m).base),
+                run = s.pretrain_run(d, m)
+                hours["pretrain"] += seconds(pretrain_work(n, run.settings, run.base),
                                              "pretrain", ds.image_size, table)
+            if s.method(m).has_encoder:
                 hours["cka"] += seconds(cka_work(n, len(s.fractions) * len(s.seeds),
                                                  s.cka.subset, s.cka.repeats,
-                                                 s.pretrain.arch), "cka", ds.image_size, table)
+                                                 s.arch_of(m)), "cka", ds.image_size, table)
             for pct in s.fractions:
                 hours["finetune"] += len(s.seeds) * seconds(
-                    finetune_work(n, s.finetune, pct), "finetune", ds.image_size, table)
+                    finetune_work(n, s.finetune_run(d, m, pct).settings, pct), "finetune",
+                    ds.image_size, table)
         for m in s.probe_methods():
             r = s.probe_run(d, m)
             epochs = r.settings.epochs if r.settings.protocol == "official" else 0
@@ -240,8 +250,8 @@ def estimate(config: dict, table: dict) -> dict[str, dict[str, float]]:
                                       "probe", ds.image_size, table)
             if s.probe.linear == "only_ll":
                 hours["linear_probe"] += seconds(
-                    linear_probe_work(n, s.finetune, s.probe.fraction, r.arch),
-                    "linear_probe", ds.image_size, table)
+                    linear_probe_work(n, s.linear_probe_run(d, m).settings, s.probe.fraction,
+                                      r.arch), "linear_probe", ds.image_size, table)
         out[d] = {k: v / 3600 for k, v in hours.items()}
     return out
 

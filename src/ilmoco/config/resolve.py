@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ilmoco.config.augment import preset
-from ilmoco.config.backbones import backbone_ref
+from ilmoco.config.backbones import backbone_ref, family_of
 from ilmoco.config.bases import BASES
 from ilmoco.config.formats import FORMATS
-from ilmoco.config.methods import CONTROL, PAPER_METHODS, Method, variant
+from ilmoco.config.methods import CONTROL, PREDEFINED, Method, variant
 from ilmoco.config.settings import (
     BootstrapSettings,
     CKARun,
@@ -26,6 +26,9 @@ from ilmoco.config.settings import (
     DatasetSettings,
     FinetuneRun,
     FinetuneSettings,
+    InitRun,
+    InitSettings,
+    InitWeights,
     LinearProbeRun,
     PairedSettings,
     PretrainRun,
@@ -39,6 +42,7 @@ from ilmoco.config.settings import (
 from ilmoco.config.terms import TERMS
 from ilmoco.io import ConfigError
 from ilmoco.names import SUPERVISED
+from ilmoco.optional import installed, needs
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,7 @@ class RunSettings:
     bootstrap: BootstrapSettings
     paired: PairedSettings
     data_report: DataReportSettings
+    init: InitSettings
 
     # ----------------------------------------------------------- method queries
     def method(self, name: str) -> Method:
@@ -82,13 +87,45 @@ class RunSettings:
         return {m.name: m.display for m in (*self.methods, CONTROL)}
 
     @property
+    def encoder_methods(self) -> list[str]:
+        """Methods fine-tuned from an encoder file: pretrained ones (SSL) and those made from
+        a weights file (``imagenet``)."""
+        return [m.name for m in self.methods if m.has_encoder]
+
+    @property
+    def weights_methods(self) -> list[str]:
+        """Methods whose encoder is a weights file, converted (the ``init_encoder`` rule)."""
+        return [m.name for m in self.methods if m.kind == "weights"]
+
+    @property
     def has_full_labels(self) -> bool:
         return 100.0 in self.fractions
 
+    def arch_of(self, method: str) -> str:
+        """The backbone of a method's encoder and of every model fine-tuned from it: the
+        variant's own ``arch``, else ``pretrain.arch`` for SSL and the random-init control
+        (the pretraining's starting point), else ``finetune.arch``."""
+        m = self.method(method)
+        if m.arch is not None:
+            return m.arch
+        return self.pretrain.arch if m.is_ssl or m.kind == "control" else self.finetune.arch
+
+    def init_of(self, method: str) -> InitWeights | None:
+        """The weights file a method starts from, or None (random initialisation)."""
+        init = self.method(method).init
+        if init == "imagenet":
+            return InitWeights(self.init.weights, self.init.mean, self.init.std)
+        if isinstance(init, Mapping):
+            return InitWeights(str(init["weights"]),
+                               tuple(init.get("mean") or self.init.mean),
+                               tuple(init.get("std") or self.init.std))
+        return None
+
     def probe_methods(self) -> list[str]:
-        """Encoders the probing stage reads: every SSL method, the random-init control and,
-        as a reference, the supervised model fine-tuned on 100 %."""
-        out = list(self.ssl_methods)
+        """Encoders the probing stage reads: every pretrained encoder and those made from
+        weights files, the random-init control and, as a reference, the supervised model
+        fine-tuned on 100 %."""
+        out = list(self.encoder_methods)
         if self.probe.random_init:
             out.append(CONTROL.name)
         if (self.probe.include_supervised and self.probe.supervised_reference == "probe"
@@ -115,10 +152,11 @@ class RunSettings:
         m, ds = self.method(method), self.datasets[dataset]
         if not m.is_ssl:
             raise ValueError(f"{method!r} is not a self-supervised method")
+        arch = self.arch_of(method)
         pre = self.pretrain
         zero_init = (m.term != "none") if pre.zero_init_residual == "with_term" else bool(
             pre.zero_init_residual)
-        pre = dataclasses.replace(pre, zero_init_residual=zero_init,
+        pre = dataclasses.replace(pre, arch=arch, zero_init_residual=zero_init,
                                   batch_size=ds.pretrain_batch_size or pre.batch_size)
         # The run keeps only the settings its base and term read, so a setting of another
         # method reruns nothing here.
@@ -126,7 +164,12 @@ class RunSettings:
             dataset, method, m.base, self.bases[m.base], ds.metric,
             term_spec(m, self.terms, ds),
             preset(ds.augment, "ssl", self.pretrain.augment_overrides), pre,
-            base_model=BASES[m.base].model, backbone=backbone_ref(self.pretrain.arch))
+            base_model=BASES[m.base].model, backbone=backbone_ref(arch),
+            init=self.init_of(method))
+
+    def init_run(self, dataset: str, method: str) -> InitRun:
+        arch = self.arch_of(method)
+        return InitRun(dataset, method, arch, self.init_of(method), backbone=backbone_ref(arch))
 
     def finetune_augment(self, dataset: str, pct: float):
         """The fine-tuning augmentation of a label fraction: the dataset's preset, or below
@@ -138,22 +181,21 @@ class RunSettings:
         return preset(ds.augment, stage, ft.augment_overrides)
 
     def finetune_run(self, dataset: str, method: str, pct: float = 100.0) -> FinetuneRun:
-        """The run at label fraction ``pct``: its augmentation and its own maximum epochs
-        (``epochs_by_fraction``), so an entry for one fraction reruns only that fraction."""
+        """The run at label fraction ``pct``: its augmentation, its own maximum epochs
+        (``epochs_by_fraction``, so an entry for one fraction reruns only that fraction) and
+        the method's encoder's arch."""
         ds, ft = self.datasets[dataset], self.finetune
-        ft = dataclasses.replace(ft, epochs=ft.epochs_at(pct), epochs_by_fraction={})
+        arch = self.arch_of(method)
+        ft = dataclasses.replace(ft, arch=arch, epochs=ft.epochs_at(pct), epochs_by_fraction={})
         return FinetuneRun(dataset, method, ds.metric, self.finetune_augment(dataset, pct),
-                           ft, backbone=backbone_ref(ft.arch), select_metric=ds.select_metric)
+                           ft, backbone=backbone_ref(arch), select_metric=ds.select_metric)
 
     def cka_run(self) -> CKARun:
         return CKARun(self.cka, self.bootstrap.level, self.finetune.precision,
                       device=self.finetune.device)
 
-    def probe_arch(self, method: str) -> str:
-        return self.finetune.arch if method == SUPERVISED else self.pretrain.arch
-
     def probe_run(self, dataset: str, method: str) -> ProbeRun:
-        ds, arch = self.datasets[dataset], self.probe_arch(method)
+        ds, arch = self.datasets[dataset], self.arch_of(method)
         probe = dataclasses.replace(self.probe,
                                     batch_size=ds.probe_batch_size or self.probe.batch_size)
         augment = None
@@ -166,8 +208,8 @@ class RunSettings:
     def linear_probe_run(self, dataset: str, method: str) -> LinearProbeRun:
         """The ``--only-ll`` linear probe of an encoder (``probe.linear: only_ll``), on the
         probe's label fraction."""
-        arch, pct = self.probe_arch(method), self.probe.fraction
-        ft = dataclasses.replace(self.finetune, epochs=self.finetune.epochs_at(pct),
+        arch, pct = self.arch_of(method), self.probe.fraction
+        ft = dataclasses.replace(self.finetune, arch=arch, epochs=self.finetune.epochs_at(pct),
                                  epochs_by_fraction={})
         return LinearProbeRun(dataset, method, self.datasets[dataset].metric, arch, pct,
                               self.finetune_augment(dataset, pct), ft,
@@ -285,6 +327,7 @@ def resolve(config: Mapping) -> RunSettings:
         bootstrap=build(BootstrapSettings, config["bootstrap"], "bootstrap."),
         paired=build(PairedSettings, config["paired"], "paired."),
         data_report=build(DataReportSettings, config["data_report"], "data_report."),
+        init=build(InitSettings, config["init"], "init."),
     )
     check(settings)
     return settings
@@ -295,15 +338,15 @@ def resolve_methods(config: Mapping) -> tuple[Method, ...]:
     out = []
     for name in config["methods"]:
         if name in variants:
-            if name in PAPER_METHODS or name == CONTROL.name:
+            if name in PREDEFINED or name == CONTROL.name:
                 raise ConfigError(f"variants.{name}", "redefines a predefined method; "
                                   "give the variant another name")
             out.append(variant(name, variants[name]))
-        elif name in PAPER_METHODS:
-            out.append(PAPER_METHODS[name])
+        elif name in PREDEFINED:
+            out.append(PREDEFINED[name])
         else:
             raise ConfigError("methods", f"{name!r} is neither a predefined method "
-                              f"{sorted(PAPER_METHODS)} nor defined under `variants`")
+                              f"{sorted(PREDEFINED)} nor defined under `variants`")
     return tuple(out)
 
 
@@ -343,7 +386,48 @@ def check(s: RunSettings) -> None:
             spec = term_spec(m, s.terms, next(iter(s.datasets.values())))
             if not any(spec.weights):
                 raise ConfigError(f"variants.{m.name}", "its term has weight 0 on every block")
+    check_backbones(s)
+    check_init(s)
+    for section in ("pretrain", "finetune"):
+        if getattr(s, section).tensorboard is True and not installed("tensorboard"):
+            raise ConfigError(f"{section}.tensorboard", f"true needs {needs('tensorboard')} "
+                              "(or set auto)")
 
 
 def _window(value):
     return tuple(float(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def check_backbones(s: RunSettings) -> None:
+    """Each backbone the run builds, by its family's check (e.g. timm knows the model), with
+    the BatchNorm the method's SSL base asks for (MoCo's ``bn``)."""
+    checked = set()
+    for m in (*s.methods, CONTROL):
+        arch = s.arch_of(m.name)
+        where = f"variants.{m.name}.arch" if m.arch else \
+            "pretrain.arch" if m.is_ssl or m is CONTROL else "finetune.arch"
+        bn = getattr(s.bases[m.base], "bn", "global") if m.is_ssl else "global"
+        family = family_of(arch)
+        if family.check is not None and (arch, bn) not in checked:
+            checked.add((arch, bn))
+            family.check(arch, where, bn)
+
+
+def check_init(s: RunSettings) -> None:
+    """Every weights file a method starts from is named and exists (nothing downloads)."""
+    for m in s.methods:
+        init = s.init_of(m.name)
+        if init is None:
+            continue
+        where = f"variants.{m.name}.init.weights" if isinstance(m.init, Mapping) \
+            else "init.weights"
+        if init.weights is None:
+            raise ConfigError("init.weights", f"method {m.name!r} starts from ImageNet "
+                              "weights: set init.weights to a local weights file (the README "
+                              "says how to get one)")
+        if not Path(init.weights).is_file():
+            raise ConfigError(where, f"{init.weights}: no such file")
+        for key, values in (("mean", init.mean), ("std", init.std)):
+            if len(values) not in (1, 3):
+                raise ConfigError(where.replace("weights", key), "one value per input "
+                                  "channel of the weights' stem (1 or 3)")

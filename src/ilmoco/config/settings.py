@@ -91,6 +91,7 @@ class TrainingSettings:
     compile: bool = execution()
     channels_last: bool = execution()
     progress: str = execution()
+    tensorboard: bool | str = execution()  # TensorBoard event files: auto | true | false
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,27 @@ class DataReportSettings:
 
 
 @dataclass(frozen=True)
+class InitSettings:
+    """``init``: the weights file of the ``imagenet`` method and of variants with ``init:
+    imagenet``, and the input normalisation they were trained with."""
+
+    weights: str | None
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class InitWeights:
+    """A backbone's starting point: a local file of a stock model's weights (torchvision or
+    timm layout) and the (mean, std) its inputs were normalised with, folded into the
+    stem."""
+
+    weights: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class BackboneRef:
     """A network by its config name and the ``module:callable`` that builds it
     (``builder(arch, in_channels, zero_init_residual, norm_layer=None)``)."""
@@ -252,6 +274,18 @@ class PretrainRun:
     augment: AugmentSpec
     settings: PretrainSettings
     base_model: str = execution()  # module:Class of the base
+    backbone: BackboneRef = execution()
+    init: InitWeights | None = None  # None: the builder's random initialisation
+
+
+@dataclass(frozen=True)
+class InitRun:
+    """An encoder made from a weights file without training (the ``imagenet`` method)."""
+
+    dataset: str
+    method: str
+    arch: str
+    init: InitWeights
     backbone: BackboneRef = execution()
 
 

@@ -2,7 +2,11 @@
 
 A backbone (``ilmoco.config.backbones``) maps images to ``(embedding (N, D), (block1,
 block2, block3, block4))`` and exposes ``out_dim`` (D), ``block_dims`` (channels of each
-block output), ``arch`` and ``in_channels``; its state-dict keys are its library's own.
+block output), ``arch`` and ``in_channels``. It also names the stock model of its library
+that holds the same trunk, for weights in and out (:mod:`ilmoco.models.weights`):
+``library`` (``torchvision`` / ``timm``), ``stock_name`` (``resnet50`` /
+``convnext_atto``), ``stock_keys()`` (own state-dict key -> the stock model's key) and
+``stock_head_keys()`` (the stock model's keys beyond the trunk: the classifier).
 """
 
 from __future__ import annotations

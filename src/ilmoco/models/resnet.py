@@ -17,6 +17,8 @@ from torch import nn
 
 
 class ResNetBackbone(nn.Module):
+    library = "torchvision"
+
     def __init__(
         self, arch: str = "resnet18", in_channels: int = 3, zero_init_residual: bool = True,
         norm_layer: Callable[[int], nn.Module] | None = None,
@@ -33,7 +35,7 @@ class ResNetBackbone(nn.Module):
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
             nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
-        self.arch, self.in_channels = arch, in_channels
+        self.arch, self.in_channels, self.stock_name = arch, in_channels, arch
         self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             net.layer1, net.layer2, net.layer3, net.layer4)
@@ -51,3 +53,10 @@ class ResNetBackbone(nn.Module):
         b3 = self.layer3(b2)
         b4 = self.layer4(b3)
         return torch.flatten(self.avgpool(b4), 1), (b1, b2, b3, b4)
+
+    def stock_keys(self) -> dict[str, str]:
+        """Own state-dict key -> the key of ``torchvision.models.<arch>()``: the same."""
+        return {k: k for k in self.state_dict()}
+
+    def stock_head_keys(self) -> set[str]:
+        return {"fc.weight", "fc.bias"}

@@ -29,6 +29,7 @@ from ilmoco.models.backbone import build_backbone
 from ilmoco.names import fraction_column
 from ilmoco.runlog import log
 from ilmoco.training.checkpoints import ResumeCheckpoint, load_backbone, save_classifier
+from ilmoco.training.events import EventLog
 from ilmoco.training.heads import Classifier, has_masked, loss_fn, n_outputs, targets
 from ilmoco.training.inference import (
     EarlyStopping,
@@ -62,6 +63,7 @@ class FinetuneJob:
     out_history: str
     resume_path: str
     code: str = ""  # the code version (a code change must not resume an old checkpoint)
+    events_dir: str | None = None  # TensorBoard event files (not an output)
 
 
 def run(job: FinetuneJob) -> dict:
@@ -134,14 +136,17 @@ def run(job: FinetuneJob) -> dict:
     resume = ResumeCheckpoint(job.resume_path, fingerprint(
         result_fields(r), job.pct, job.seed, job.split_csv, job.cache_index, job.cache_images,
         job.encoder or "random-init", job.code))
+    events = EventLog(job.events_dir, s.tensorboard)
     state = train_loop(
         modules=model, optimizer=optimizer, source=source, epochs=s.epochs, step_fn=step_fn,
         lr_fn=schedule(s.optimizer, total, steps_per_epoch), resume=resume, seed=job.seed,
         checkpoint_every=s.checkpoint_every,
-        log_every=max(1, min(s.log_every, steps_per_epoch)), on_epoch_end=on_epoch_end,
+        log_every=max(1, min(s.log_every, steps_per_epoch)),
+        on_epoch_end=events.after(on_epoch_end),
         desc=f"finetune {r.dataset}/{r.method}/{col}/s{job.seed}", progress=s.progress,
         log_throughput=False,
     )
+    events.close(state.history)
     stopping = EarlyStopping.from_dict(s.patience, state.extra["early_stopping"])
     y_test = targets(test, meta)
     test_images = cache.load(test["image_id"])

@@ -26,6 +26,7 @@ from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_table, write_csv
 from ilmoco.runlog import log
 from ilmoco.training.checkpoints import ResumeCheckpoint, save_encoder
+from ilmoco.training.events import EventLog
 from ilmoco.training.inference import model_state
 from ilmoco.training.loop import train_loop
 from ilmoco.training.optim import schedule
@@ -47,6 +48,7 @@ class PretrainJob:
     out_metrics: str
     resume_path: str
     code: str = ""  # the code version (a code change must not resume an old checkpoint)
+    events_dir: str | None = None  # TensorBoard event files (not an output)
 
 
 def run(job: PretrainJob) -> None:
@@ -100,15 +102,17 @@ def run(job: PretrainJob) -> None:
 
     resume = ResumeCheckpoint(job.resume_path, fingerprint(
         result_fields(r), job.split_csv, job.cache_index, job.cache_images,
-        dist.world_size(), job.code))
+        dist.world_size(), job.code, r.init.weights if r.init else None))
+    events = EventLog(job.events_dir, s.tensorboard)
     state = train_loop(
         modules=model, optimizer=parts.optimizer, source=source, epochs=s.epochs,
         step_fn=parts.step_fn, lr_fn=schedule(s.optimizer, total, steps_per_epoch),
         resume=resume, seed=s.seed, checkpoint_every=s.checkpoint_every,
-        log_every=s.log_every, on_epoch_end=on_epoch_end,
+        log_every=s.log_every, on_epoch_end=events.after(on_epoch_end),
         desc=f"pretrain {r.dataset}/{r.method}", progress=s.progress,
         pairs_per_step=s.batch_size,
     )
+    events.close(state.history)
     if dist.rank() == 0:
         selected = state.epoch - 1
         if "best_backbone" in state.extra:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import pandas as pd
 import torch
@@ -22,6 +21,7 @@ from ilmoco.imports import load_object
 from ilmoco.models.backbone import build_backbone
 from ilmoco.models.bases.base import SSLBase
 from ilmoco.models.momentum import momentum_at
+from ilmoco.models.weights import load_stock_weights
 from ilmoco.training.heads import targets
 from ilmoco.training.inference import extract_features
 from ilmoco.training.optim import build_optimizer
@@ -29,10 +29,18 @@ from ilmoco.training.runtime import Runtime, step_generator
 
 
 def build_model(run: PretrainRun, channels: int) -> SSLBase:
-    """The run's base (``run.base_model``) on its backbone, with its term."""
+    """The run's base (``run.base_model``) on its backbone, with its term; a backbone with an
+    ``init`` starts from its weights file (before the base copies it into a momentum
+    encoder)."""
     s = run.settings
-    backbone_fn = partial(build_backbone, run.backbone.builder, s.arch, channels,
-                          s.zero_init_residual)
+
+    def backbone_fn(norm_layer=None):
+        net = build_backbone(run.backbone.builder, s.arch, channels, s.zero_init_residual,
+                             norm_layer=norm_layer)
+        if run.init is not None:
+            load_stock_weights(net, run.init.weights, (run.init.mean, run.init.std))
+        return net
+
     return load_object(run.base_model)(backbone_fn, run.base_settings, run.term)
 
 
