@@ -103,6 +103,7 @@ def tiny_settings(variants: dict | None = None, methods=None, **over):
     ``over`` (nested dicts merged) on top."""
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
     raw.pop("datasets"), raw.pop("use_datasets")
+    raw["finetune"].pop("epochs_by_fraction", None)  # one budget at every fraction
     cfg = merge(merge(raw, TINY), over)
     if variants:
         cfg["variants"] = variants
