@@ -19,6 +19,7 @@ from ilmoco.config.formats import FORMATS
 from ilmoco.config.methods import CONTROL, PAPER_METHODS, Method, variant
 from ilmoco.config.settings import (
     BootstrapSettings,
+    CacheSettings,
     CKARun,
     CKASettings,
     DatasetSettings,
@@ -55,6 +56,7 @@ class RunSettings:
     cka: CKASettings
     bootstrap: BootstrapSettings
     paired: PairedSettings
+    cache: CacheSettings
 
     # ----------------------------------------------------------- method queries
     def method(self, name: str) -> Method:
@@ -221,6 +223,7 @@ def resolve(config: Mapping) -> RunSettings:
         cka=build(CKASettings, config["cka"], "cka."),
         bootstrap=build(BootstrapSettings, config["bootstrap"], "bootstrap."),
         paired=build(PairedSettings, config["paired"], "paired."),
+        cache=build(CacheSettings, config["cache"], "cache."),
     )
     check(settings)
     return settings

@@ -1,22 +1,44 @@
-"""The ``cache`` stage: every image decoded and resized once into a uint8 array."""
+"""The ``cache`` stage: every image decoded and resized once into a uint8 array, resumably."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+
+import numpy as np
+import PIL
+from PIL import features
 
 from ilmoco.data.decode import build_cache
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.imports import module_of
-from ilmoco.io import read_json, read_table
+from ilmoco.io import fingerprint, read_json, read_table, write_json
 
 
 def run(*, manifest, meta, root, reader: str, size: int, fundus_crop: bool, threads: int,
-        out_images, out_index) -> str:
+        out_images, out_index, workers: str = "threads", checkpoint_every: int = 1024,
+        code: str = "", record=None) -> str:
     """Decode the manifest's images; a format whose images are not files (``reader``'s
-    module has an ``image_opener``) opens them itself."""
+    module has an ``image_opener``) opens them itself. ``workers``, ``checkpoint_every``:
+    how it runs (``CacheSettings``; plain values here, so that the settings module is no
+    part of this stage's code).
+
+    Rows a killed attempt left beside ``out_images`` are kept when they come from the same
+    manifest, settings, code (``code``) and decoder versions. ``record``: where to write what
+    this attempt did (images decoded, threads), which ``make calibrate`` reads beside the
+    job's benchmark file."""
     rows = read_table(manifest)
     opener = getattr(importlib.import_module(module_of(reader)), "image_opener", None)
-    build_cache(rows, DatasetMeta.from_dict(read_json(meta)), root, out_images, out_index,
-                size=size, threads=threads, fundus_crop=fundus_crop, progress=False,
-                opener=opener(root) if opener else None)
-    return f"{len(rows)} images cached at {size} px"
+    decoders = {"pillow": PIL.__version__, "libjpeg": features.version("jpg"),
+                "numpy": np.__version__}
+    done = build_cache(
+        rows, DatasetMeta.from_dict(read_json(meta)), root, out_images, out_index, size=size,
+        threads=threads, fundus_crop=fundus_crop, opener=opener(root) if opener else None,
+        workers=workers, checkpoint_every=checkpoint_every,
+        fingerprint=fingerprint(manifest, meta, str(root), reader, size, fundus_crop, code,
+                                decoders))
+    if record is not None:
+        write_json(record, dataclasses.asdict(done))
+    resumed = f", resumed at image {done.resumed_at}" if done.resumed_at else ""
+    return (f"{done.total} images cached at {size} px ({done.images} decoded in "
+            f"{done.seconds:.1f} s on {done.threads} {done.workers}{resumed})")
