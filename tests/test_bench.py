@@ -1,10 +1,13 @@
-"""CPU smoke test of the throughput benchmark (the GPU figures come from a GPU run)."""
+"""CPU smoke tests of the benchmarks: pretraining throughput (its GPU figures come from a GPU
+run) and image-cache throughput (its figures from full-sized images)."""
 
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 
+import pytest
 from snakerun import ROOT
 
 
@@ -37,3 +40,32 @@ def test_help_documents_the_knobs():
     for knob in ("--arch", "--size", "--batch", "--augment", "--placement", "--compile",
                  "--max-batch", "--json"):
         assert knob in r.stdout
+
+
+def load_decode_bench():
+    spec = importlib.util.spec_from_file_location("decode_bench",
+                                                  ROOT / "bench/decode_throughput.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_decode_benchmark_runs_on_cpu_and_writes_json(tmp_path):
+    out = tmp_path / "decode.json"
+    load_decode_bench().main(["--quick", "--images", "2", "--repeats", "1", "--seconds", "0.05",
+                              "--cores", "2", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    r = saved["results"]
+    assert set(r) == {"nih", "eyepacs_crop", "eyepacs", "idc"}
+    assert all(r[c][k]["images_per_s"] > 0 for c in r for k in
+               ("decode", "project", "project_threads_2", "project_processes_2"))
+    assert {"floor", "draft8", "scale"} <= set(r["eyepacs_crop"]) and "floor" not in r["nih"]
+    # a ratio is the median of the per-round ratios of the same run
+    project, decode = r["nih"]["project"]["passes"], r["nih"]["decode"]["passes"]
+    assert saved["ratios"]["nih: project/decode"] == pytest.approx(
+        statistics.median(a / b for a, b in zip(project, decode)))
+    assert set(saved["verdicts"]) == {"nih >= 0.8 x decode", "eyepacs_crop >= 0.8 x floor"}
+    # the quick images are drawn as the full-size ones: a fundus on black, a chest, a patch
+    assert r["eyepacs"]["difference"]["mean"] < 1.0 and r["idc"]["difference"]["max"] == 0
+    assert saved["machine"] and saved["date"]
