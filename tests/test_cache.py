@@ -14,11 +14,11 @@ from ilmoco.data.decode import build_cache, load_image
 from ilmoco.io import InputError
 
 
-def build(tmp_path, fmt, root, size=16):
+def build(tmp_path, fmt, root, size=16, workers="threads"):
     df, meta = read_format(fmt, root)
     out = tmp_path / "cache"
     build_cache(df, meta, root, out / "images.npy", out / "index.csv", size=size, threads=2,
-                progress=False)
+                progress=False, workers=workers)
     return df, meta, ImageCache(out / "images.npy", out / "index.csv")
 
 
@@ -68,8 +68,10 @@ def test_idc_edge_patches_are_resized(tmp_path):
     assert cache.images.shape == (2, 3, 12, 12)
 
 
-@pytest.mark.parametrize("kind", ["truncated_png", "truncated_jpeg", "garbage"])
-def test_corrupt_images_name_the_file(tmp_path, kind):
+@pytest.mark.parametrize("kind,workers", [("truncated_png", "threads"),
+                                          ("truncated_jpeg", "processes"),
+                                          ("garbage", "threads")])
+def test_corrupt_images_name_the_file(tmp_path, kind, workers):
     if kind == "truncated_jpeg":
         root = write_eyepacs(tmp_path / "dr", {"1_left": 0, "1_right": 1}, sizes=((64, 64),))
         bad = root / "train" / "1_right.jpeg"
@@ -81,8 +83,8 @@ def test_corrupt_images_name_the_file(tmp_path, kind):
         fmt = "nih_cxr14"
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 2] if kind != "garbage" else b"not an image at all")
-    with pytest.raises(InputError) as e:
-        build(tmp_path, fmt, root)
+    with pytest.raises(InputError) as e:  # raised in a worker thread or process
+        build(tmp_path, fmt, root, workers=workers)
     msg = str(e.value)
     assert str(bad) in msg and "cannot decode image" in msg and "\n" not in msg
     assert not (tmp_path / "cache" / "images.npy").exists()  # nothing half-written

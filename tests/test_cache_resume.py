@@ -48,10 +48,10 @@ def dataset(tmp_path):
 
 
 def run_and_kill_cache(work, cfg) -> int:
-    """Start the cache job, SIGKILL it once its progress record names some rows; the rows
-    the record names."""
+    """Start the cache job, SIGKILL it (the job and its worker processes) once its progress
+    record names some rows; the rows the record names."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
-           "--directory", str(work), "--cores", "1", IMAGES, "--configfile", str(cfg)]
+           "--directory", str(work), "--cores", "2", IMAGES, "--configfile", str(cfg)]
     proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     deadline, killed = time.time() + 240, False
@@ -79,6 +79,7 @@ def test_kill_9_mid_cache_then_rerun_resumes_byte_identical(dataset, tmp_path):
     assert "cache: resuming at image" in log, log[-2000:]
     done = json.loads((work / "results/nih_big/logs/cache.json").read_text())
     assert done["resumed_at"] == rows and done["images"] == N - rows
+    assert (done["workers"], done["threads"]) == ("processes", 2)  # the default, killed too
     # an uninterrupted build of the same manifest
     data, ref = work / "results/nih_big/data", tmp_path / "ref"
     build_cache(read_table(data / "manifest.csv"),
