@@ -9,6 +9,8 @@ EyePACS: JPEG 3888x2592 with a drawn fundus; IDC: PNG 50x50 colour) and measures
               (the least any path decoding at that scale does);
   * draft8  - JPEG only: libjpeg's smallest scale (1/8) + the same resize; not a verdict
               (its pixels are further from a full decode), reported for the trade-off;
+  * full    - the same image through a full-resolution path: the whole file decoded, the
+              fundus box over every pixel, bilinear resize (the reference of the tolerance);
 on one thread, and the project's path with all cores in threads and in processes. It prints
 the ratios, the verdicts (EyePACS with the fundus crop >= 0.8 x floor, NIH >= 0.8 x decode),
 how far the cached pixels are from a full-resolution decode (uint8 levels), and the runtime
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, features
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -212,6 +214,31 @@ class CachePath:
         return rate, rows
 
 
+# Pillow's C calls that release the GIL while they run (ImagingSectionEnter).
+GIL_FREE = ("decode' of 'ImagingDecoder", "resize' of 'ImagingCore", "reduce' of 'ImagingCore",
+            "convert' of 'ImagingCore", "histogram' of 'ImagingCore")
+
+
+def gil_share(case: Case, paths) -> float:
+    """The share of one thread's time per image spent holding the GIL: all but Pillow's C
+    calls that release it, from cProfile (its own overhead counts as held: an upper bound).
+    Threads in one process can overlap only the rest."""
+    import cProfile
+    import pstats
+
+    from ilmoco.data.decode import load_image
+
+    prof = cProfile.Profile()
+    prof.enable()
+    for p in paths:
+        load_image(p, case.channels, case.size, case.fundus)
+    prof.disable()
+    stats = pstats.Stats(prof)
+    free = sum(tt for (_, _, name), (_, _, tt, _, _) in stats.stats.items()
+               if any(g in name for g in GIL_FREE))
+    return 1 - free / stats.total_tt
+
+
 # ------------------------------------------------------------------ how far from full decode
 
 def full_decode_reference(path: Path, case: Case) -> np.ndarray:
@@ -281,7 +308,7 @@ def measure(case: Case, args, tmp: Path, table: dict) -> dict:
     change of the machine's load between rounds touches all of them alike, and each ratio
     is the median of its per-round ratios."""
     paths = write_case(case, tmp / case.name, args.images)
-    singles = {"decode": decode_alone}
+    singles = {"decode": decode_alone, "full": lambda p: full_decode_reference(p, case)}
     if case.fmt == "JPEG":
         singles.update(floor=floor(case), draft8=floor(case, 8))
     warm = {k: files_pass(fn, paths) for k, fn in singles.items()}
@@ -309,6 +336,7 @@ def measure(case: Case, args, tmp: Path, table: dict) -> dict:
              difference=difference(cached, paths, case))
     if case.fmt == "JPEG":
         r["scale"] = jpeg_scale(case.width, case.height, MARGIN * case.size)
+    r["gil_share"] = statistics.median(gil_share(case, paths) for _ in range(3))
     r["model_s_per_image"] = res.cache_seconds([read_header(p) for p in paths], 1, 1,
                                                case.size, table)
     r["measured_s_per_image"] = 1 / r["project"]["images_per_s"]
@@ -343,6 +371,7 @@ def main(argv=None) -> dict:
             0.5 <= modelled / measured <= 2
     report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": machine(), "pillow": Image.__version__,
+              "libjpeg_turbo": features.version("libjpeg_turbo"),
               "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
               "results": results, "ratios": ratios, "paper_eyepacs": paper,
               "verdicts": verdicts}
@@ -354,20 +383,26 @@ def main(argv=None) -> dict:
 
 
 def print_report(report: dict, todo) -> None:
-    print(f"\n{report['machine']}, Pillow {report['pillow']}, {report['date']}")
+    print(f"\n{report['machine']}, Pillow {report['pillow']} (libjpeg-turbo "
+          f"{report['libjpeg_turbo']}), {report['date']}")
     cores = report["args"]["cores"]
-    head = (f"{'images':<14}{'size':>10}{'-> px':>6}{'decode':>9}{'floor':>9}{'draft8':>9}"
-            f"{'project':>9}{'threads':>9}{'procs':>9}   img/s (all cores: {cores})")
+    head = (f"{'images':<14}{'size':>10}{'-> px':>6}{'full':>9}{'decode':>9}{'floor':>9}"
+            f"{'draft8':>9}{'project':>9}{'threads':>9}{'procs':>9}   img/s (all cores: {cores})")
     print(head)
     for c in todo:
         r = report["results"][c.name]
         cells = "".join(f"{r[k]['images_per_s']:9.1f}" if k in r else f"{'-':>9}" for k in (
-            "decode", "floor", "draft8", "project", f"project_threads_{cores}",
+            "full", "decode", "floor", "draft8", "project", f"project_threads_{cores}",
             f"project_processes_{cores}"))
         print(f"{c.name:<14}{f'{c.width}x{c.height}':>10}{c.size:>6}{cells}")
     print("\nratios")
     for k, v in report["ratios"].items():
         print(f"  {k:<40}{v:8.2f}")
+    print("\none thread's time per image holding the GIL (cProfile; the rest is Pillow's C code)")
+    for c in todo:
+        f = report["results"][c.name]["gil_share"]
+        print(f"  {c.name:<14} {100 * f:4.1f} %: threads on 16 cores at most "
+              f"{1 / (f + (1 - f) / 16):.1f} x one (Amdahl); processes share no GIL")
     print("\ncached pixels against a full-resolution decode (uint8 levels)")
     for c in todo:
         d = report["results"][c.name]["difference"]

@@ -12,12 +12,16 @@ the site's maximum:
   epochs a run really took: early stopping ends runs sooner), plus the test passes;
 * ``probe``: one feature pass over the probe's train/val/test images;
 * ``cka``: one feature pass per model over the test images;
-* ``cache``: decoding every image once, on ``threads`` CPU cores.
+* ``cache``: decoding every image once, on ``threads`` CPU cores, each image priced by its
+  file format and pixels (the headers of a seeded sample of the manifest's images) with the
+  decode model (``cpu.decode``: per image, per million samples of the file, of what libjpeg
+  decodes and of the output).
 
-Rates are images (pretraining: pairs) per second at 224 px, scaled by (224 / size)², for
+GPU rates are images (pretraining: pairs) per second at 224 px, scaled by (224 / size)², for
 each stage and architecture (``workflow/resources/throughput.yaml``). Image counts come from
 the image cache when it exists, else the manifest, else the size of the public dataset of
-that format. ``calibrate`` refits the rates from a finished run's ``benchmark:`` files::
+that format. ``calibrate`` refits the rates and the decode model from a finished run's
+``benchmark:`` files::
 
     python -m ilmoco.cluster.resources calibrate --results results --benchmarks benchmarks \\
         --out ~/.config/ilmoco/throughput.yaml

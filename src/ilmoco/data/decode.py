@@ -148,15 +148,12 @@ def jpeg_scale(width: int, height: int, min_side: int) -> int:
     return next((s for s in JPEG_SCALES if -(-short // s) >= min_side), 1)
 
 
-def draft(im: Image.Image, min_side: int) -> int:
-    """Ask libjpeg to decode ``im`` (opened, not loaded) at the scale ``jpeg_scale`` picks;
-    returns the scale (1 for other formats)."""
-    if im.format != "JPEG":
-        return 1
-    s = jpeg_scale(*im.size, min_side)
+def draft(im: Image.Image, min_side: int) -> None:
+    """Ask libjpeg to decode ``im`` (a JPEG opened, not loaded) at the scale ``jpeg_scale``
+    picks; other formats decode whole."""
+    s = jpeg_scale(*im.size, min_side) if im.format == "JPEG" else 1
     if s > 1:  # Pillow picks the largest scale whose size covers the request: exactly 1/s
         im.draft(im.mode, (im.width // s, im.height // s))
-    return s
 
 
 def open_image(path: Path, min_side: int | None = None) -> Image.Image:

@@ -25,12 +25,12 @@ def run(*, manifest, meta, root, reader: str, size: int, fundus_crop: bool, thre
 
     Rows a killed attempt left beside ``out_images`` are kept when they come from the same
     manifest, settings, code (``code``) and decoder versions. ``record``: where to write what
-    this attempt did (images decoded, threads), which ``make calibrate`` reads beside the
-    job's benchmark file."""
+    this attempt did (images decoded, threads), which ``make calibrate`` pairs with the job's
+    benchmark file."""
     rows = read_table(manifest)
     opener = getattr(importlib.import_module(module_of(reader)), "image_opener", None)
-    decoders = {"pillow": PIL.__version__, "libjpeg": features.version("jpg"),
-                "numpy": np.__version__}
+    decoders = {"pillow": PIL.__version__, "numpy": np.__version__,
+                **{lib: features.version(lib) for lib in ("jpg", "libjpeg_turbo", "zlib")}}
     done = build_cache(
         rows, DatasetMeta.from_dict(read_json(meta)), root, out_images, out_index, size=size,
         threads=threads, fundus_crop=fundus_crop, opener=opener(root) if opener else None,
