@@ -115,6 +115,7 @@ def test_execution_settings_plan_nothing(smoke_run, tmp_path):
         pretrain: {checkpoint_every: 7, device: cpu, compile: false, data_placement: host,
                    progress: lines, channels_last: false}
         finetune: {checkpoint_every: 5, device: cpu, data_placement: memmap, progress: quiet}
+        cache: {workers: threads, checkpoint_every: 7}
     """)
     assert planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg)) == {}
 
@@ -251,7 +252,9 @@ def test_rerun_is_deterministic_and_needs_no_network(smoke_run, tmp_path):
     (site / "sitecustomize.py").write_text(NO_NETWORK)
     work = tmp_path / "again"
     work.mkdir()
-    snakemake(*CHAIN, workdir=work, env={"PYTHONPATH": str(site)})
+    # sitecustomize first, the caller's own path (if any) after it
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    snakemake(*CHAIN, workdir=work, env={"PYTHONPATH": path})
     compared = 0
     for b in (work / "results").rglob("*"):
         rel = b.relative_to(work)

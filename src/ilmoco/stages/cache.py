@@ -40,5 +40,6 @@ def run(*, manifest, meta, root, reader: str, size: int, fundus_crop: bool, thre
     if record is not None:
         write_json(record, dataclasses.asdict(done))
     resumed = f", resumed at image {done.resumed_at}" if done.resumed_at else ""
+    on = "1 thread" if done.threads <= 1 else f"{done.threads} {done.workers}"
     return (f"{done.total} images cached at {size} px ({done.images} decoded in "
-            f"{done.seconds:.1f} s on {done.threads} {done.workers}{resumed})")
+            f"{done.seconds:.1f} s on {on}{resumed})")
