@@ -1,8 +1,10 @@
-"""CPU smoke tests of the benchmarks (the GPU figures come from a GPU run): throughput, and
-the seed-variance benchmark against the smoke DAG it must reproduce at seed 0."""
+"""CPU smoke tests of the benchmarks: pretraining throughput (its GPU figures come from a GPU
+run), image-cache throughput (its figures from full-sized images), and the seed-variance
+benchmark against the smoke DAG it must reproduce at seed 0."""
 
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 
@@ -78,3 +80,32 @@ def test_seed_variance_benchmark_runs_the_workflows_stages(tmp_path, smoke_run):
     for m in methods:
         dag = json.loads((res / f"finetune/{m}/labeled_6/seed0/metrics.json").read_text())
         assert zero.loc[m, "finetune"] == pytest.approx(dag["estimate"], abs=1e-6), m
+
+
+def load_decode_bench():
+    spec = importlib.util.spec_from_file_location("decode_bench",
+                                                  ROOT / "bench/decode_throughput.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_decode_benchmark_runs_on_cpu_and_writes_json(tmp_path):
+    out = tmp_path / "decode.json"
+    load_decode_bench().main(["--quick", "--images", "2", "--repeats", "1", "--seconds", "0.05",
+                              "--cores", "2", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    r = saved["results"]
+    assert set(r) == {"nih", "eyepacs_crop", "eyepacs", "idc"}
+    assert all(r[c][k]["images_per_s"] > 0 for c in r for k in
+               ("decode", "project", "project_threads_2", "project_processes_2"))
+    assert {"floor", "draft8", "scale"} <= set(r["eyepacs_crop"]) and "floor" not in r["nih"]
+    # a ratio is the median of the per-round ratios of the same run
+    project, decode = r["nih"]["project"]["passes"], r["nih"]["decode"]["passes"]
+    assert saved["ratios"]["nih: project/decode"] == pytest.approx(
+        statistics.median(a / b for a, b in zip(project, decode)))
+    assert set(saved["verdicts"]) == {"nih >= 0.8 x decode", "eyepacs_crop >= 0.8 x floor"}
+    # the quick images are drawn as the full-size ones: a fundus on black, a chest, a patch
+    assert r["eyepacs"]["difference"]["mean"] < 1.0 and r["idc"]["difference"]["max"] == 0
+    assert saved["machine"] and saved["date"]

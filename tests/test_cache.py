@@ -1,4 +1,7 @@
-"""The uint8 cache: contents against an independent decode, quirky files, clear errors."""
+"""The uint8 cache: contents against an independent decode, quirky files, clear errors, and
+resuming a stopped build (the kill -9 through Snakemake is in test_cache_resume.py)."""
+
+import json
 
 import numpy as np
 import pytest
@@ -11,11 +14,11 @@ from ilmoco.data.decode import build_cache, load_image
 from ilmoco.io import InputError
 
 
-def build(tmp_path, fmt, root, size=16):
+def build(tmp_path, fmt, root, size=16, workers="threads"):
     df, meta = read_format(fmt, root)
     out = tmp_path / "cache"
     build_cache(df, meta, root, out / "images.npy", out / "index.csv", size=size, threads=2,
-                progress=False)
+                progress=False, workers=workers)
     return df, meta, ImageCache(out / "images.npy", out / "index.csv")
 
 
@@ -44,8 +47,10 @@ def test_grayscale_kept_one_channel_rgba_handled(tmp_path):
     assert cache.images.shape == (2, 1, 8, 8)
     im = Image.open(next(root.glob(f"images_*/images/{rows[0][0]}")))
     assert im.mode == "RGBA"
-    ref = np.asarray(im.convert("RGB").convert("L").resize((10, 8), Image.BILINEAR))[:, 1:9]
-    np.testing.assert_array_equal(cache.images[0, 0], ref)
+    # 20x16 -> 10x8 is an exact factor 2: each pixel the mean of its 2x2 block, rounded
+    gray = np.asarray(im.convert("RGB").convert("L"), np.int64)
+    ref = (gray.reshape(8, 2, 10, 2).sum((1, 3)) + 2) // 4
+    np.testing.assert_array_equal(cache.images[0, 0], ref[:, 1:9])
 
 
 def test_sixteen_bit_png_is_windowed_by_its_own_range_not_clipped(tmp_path):
@@ -63,8 +68,10 @@ def test_idc_edge_patches_are_resized(tmp_path):
     assert cache.images.shape == (2, 3, 12, 12)
 
 
-@pytest.mark.parametrize("kind", ["truncated_png", "truncated_jpeg", "garbage"])
-def test_corrupt_images_name_the_file(tmp_path, kind):
+@pytest.mark.parametrize("kind,workers", [("truncated_png", "threads"),
+                                          ("truncated_jpeg", "processes"),
+                                          ("garbage", "threads")])
+def test_corrupt_images_name_the_file(tmp_path, kind, workers):
     if kind == "truncated_jpeg":
         root = write_eyepacs(tmp_path / "dr", {"1_left": 0, "1_right": 1}, sizes=((64, 64),))
         bad = root / "train" / "1_right.jpeg"
@@ -76,8 +83,8 @@ def test_corrupt_images_name_the_file(tmp_path, kind):
         fmt = "nih_cxr14"
     data = bad.read_bytes()
     bad.write_bytes(data[: len(data) // 2] if kind != "garbage" else b"not an image at all")
-    with pytest.raises(InputError) as e:
-        build(tmp_path, fmt, root)
+    with pytest.raises(InputError) as e:  # raised in a worker thread or process
+        build(tmp_path, fmt, root, workers=workers)
     msg = str(e.value)
     assert str(bad) in msg and "cannot decode image" in msg and "\n" not in msg
     assert not (tmp_path / "cache" / "images.npy").exists()  # nothing half-written
@@ -136,3 +143,69 @@ def test_fundus_crop_in_the_cache(tmp_path):
     left_b, right_b = b[:, 16, 1].mean(), b[:, 16, -2].mean()
     assert left_b > 60 and right_b > 60
     assert a[:, 16, -2].mean() < 20  # right edge of the plain crop is background
+
+
+def eyepacs_fixture(tmp_path, n=23):
+    root = write_eyepacs(tmp_path / "dr", {f"{i}_left": i % 5 for i in range(n)},
+                         sizes=((120, 90), (64, 80), (300, 200)))
+    return root, *read_format("eyepacs_dr", root)
+
+
+def test_threads_processes_and_chunk_sizes_write_the_same_bytes(tmp_path):
+    root, df, meta = eyepacs_fixture(tmp_path)
+    written = {}
+    for name, kw in {"inline": dict(threads=1),
+                     "threads": dict(threads=2, workers="threads", checkpoint_every=4),
+                     "processes": dict(threads=2, workers="processes", checkpoint_every=5)
+                     }.items():
+        out = tmp_path / name
+        run = build_cache(df, meta, root, out / "images.npy", out / "index.csv", size=24,
+                          progress=False, fundus_crop=True, **kw)
+        assert (run.images, run.resumed_at, run.total) == (23, 0, 23)
+        assert run.workers == ("processes" if name == "processes" else "threads")
+        assert sorted(p.name for p in out.iterdir()) == ["images.npy", "index.csv"]
+        written[name] = (out / "images.npy").read_bytes()
+    assert written["inline"] == written["threads"] == written["processes"]
+
+
+def test_a_failed_build_resumes_at_its_last_record_and_ends_identical(tmp_path):
+    """A job stopped mid-way (here: a file that cannot be read at image 9, with a record every
+    4 images) keeps its rows beside the output; the next call decodes from image 8 on and
+    writes the same bytes as an uninterrupted build."""
+    root, df, meta = eyepacs_fixture(tmp_path)
+    ref = tmp_path / "ref"
+    build_cache(df, meta, root, ref / "images.npy", ref / "index.csv", size=24,
+                progress=False, fingerprint="v1")
+    bad = root / df["path"].iloc[9]
+    good = bad.read_bytes()
+    bad.write_bytes(good[:100])
+    out = tmp_path / "out"
+    kw = dict(size=24, progress=False, checkpoint_every=4, fingerprint="v1")
+    with pytest.raises(InputError, match="cannot decode image"):
+        build_cache(df, meta, root, out / "images.npy", out / "index.csv", **kw)
+    assert not (out / "images.npy").exists()  # nothing half-written in the output's place
+    assert json.loads((out / "images.partial.json").read_text())["rows"] == 8
+    bad.write_bytes(good)  # the file is restored (re-downloaded)
+    run = build_cache(df, meta, root, out / "images.npy", out / "index.csv", **kw)
+    assert (run.resumed_at, run.images) == (8, 15)
+    assert (out / "images.npy").read_bytes() == (ref / "images.npy").read_bytes()
+    assert (out / "index.csv").read_bytes() == (ref / "index.csv").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == ["images.npy", "index.csv"]
+
+
+def test_rows_of_other_inputs_are_never_resumed(tmp_path):
+    root, df, meta = eyepacs_fixture(tmp_path, n=9)
+    out = tmp_path / "out"
+    partial, record = out / "images.partial.npy", out / "images.partial.json"
+    bad = root / df["path"].iloc[6]
+    good = bad.read_bytes()
+    bad.write_bytes(b"broken")
+    with pytest.raises(InputError):
+        build_cache(df, meta, root, out / "images.npy", out / "index.csv", size=24,
+                    progress=False, checkpoint_every=2, fingerprint="v1")
+    assert partial.exists() and json.loads(record.read_text())["rows"] == 6
+    bad.write_bytes(good)
+    # another fingerprint (manifest, settings, code or decoder changed): from the start
+    run = build_cache(df, meta, root, out / "images.npy", out / "index.csv", size=24,
+                      progress=False, fingerprint="v2")
+    assert run.resumed_at == 0 and run.images == 9

@@ -1,6 +1,10 @@
 """Runtime requests from the work model and the throughput table; calibration from
 benchmark files recovers the rates that produced them."""
 
+import json
+import math
+
+import pandas as pd
 import pytest
 import yaml
 from stagedata import ROOT, TINY, demo_config, merge, validated
@@ -8,6 +12,7 @@ from stagedata import ROOT, TINY, demo_config, merge, validated
 from ilmoco.cluster import resources as res
 from ilmoco.config.formats import FORMATS
 from ilmoco.config.resolve import resolve
+from ilmoco.data.decode import Header
 
 TABLE = res.load_table(ROOT / "workflow/resources/throughput.yaml")
 
@@ -111,3 +116,88 @@ def test_the_official_probes_are_modelled_as_a_backbone_pass_per_epoch():
         demo_config(), TINY)), TABLE)["dr"]
     assert hours["probe"] > 10 * plain["probe"] and hours["linear_probe"] > 0
     assert plain["linear_probe"] == 0
+
+
+# ------------------------------------------------------------------ the cache job
+
+def jpeg_dataset(tmp_path, name, size, copies=5000):
+    """An EyePACS root of 4 JPEGs of ``size`` and a manifest listing them ``copies`` times
+    (the count of a real dataset; the sample reads the headers of 64 rows)."""
+    from layouts import write_eyepacs
+    from stagedata import read_format
+
+    root = write_eyepacs(tmp_path / name, {f"{i}_left": 0 for i in range(4)}, sizes=(size,))
+    df, _ = read_format("eyepacs_dr", root)
+    many = pd.concat([df] * copies, ignore_index=True)
+    many["image_id"] = [f"{i}" for i in range(len(many))]
+    manifest = tmp_path / f"{name}.csv"
+    many.to_csv(manifest, index=False)
+    return root, manifest
+
+
+def model_ms(w, h, s, size, rates):
+    """The decode model of throughput.yaml written out: a 3-band JPEG decoded at 1/s."""
+    jpeg = rates["jpeg"]
+    return (jpeg["image_ms"] + jpeg["source_ms"] * w * h * 3 / 1e6
+            + jpeg["decoded_ms"] * -(-w // s) * -(-h // s) * 3 / 1e6
+            + rates["output_ms"] * size * size * 3 / 1e6)
+
+
+def test_cache_request_grows_with_the_source_pixels(tmp_path):
+    small_root, small = jpeg_dataset(tmp_path, "small", (640, 480))
+    big_root, big = jpeg_dataset(tmp_path, "big", (3888, 2592))
+    rates = TABLE["cpu"]["decode"]
+    args = dict(public_images=88_702, threads=4, size=299, table=TABLE)
+    m_small = res.cache_request(small, small_root, **args)
+    m_big = res.cache_request(big, big_root, **args)
+    assert m_small < m_big
+    # the arithmetic: 20,000 images at the model's cost (640x480 is decoded whole, 3888x2592
+    # at 1/4 since 648 px >= 2 x 299), over 4 threads, plus the overhead and safety factor
+    for minutes, (w, h, s) in ((m_small, (640, 480, 1)), (m_big, (3888, 2592, 4))):
+        work_s = 20_000 * model_ms(w, h, s, 299, rates) / 1000 / 4
+        assert minutes == math.ceil(TABLE["overhead_minutes"] + TABLE["safety"] * work_s / 60)
+    assert res.cache_request(big, big_root, **{**args, "attempt": 2}) == 2 * m_big
+    # before the manifest exists: the public dataset's size, at the output's cost
+    assert res.cache_request(tmp_path / "none.csv", big_root, **args) >= \
+        TABLE["overhead_minutes"]
+
+
+def test_paper_eyepacs_cache_estimate():
+    """The paper preset's EyePACS cache: 88,702 images of 3888x2592 to 299 px (fundus crop)
+    on the rule's 4 threads; the benchmark compares this with the measured cost."""
+    header = Header("JPEG", 3888, 2592, 3)
+    secs = res.cache_seconds([header], 88_702, 4, 299, TABLE)
+    assert secs == pytest.approx(88_702 * model_ms(3888, 2592, 4, 299,
+                                                   TABLE["cpu"]["decode"]) / 1000 / 4)
+
+
+def test_calibration_refits_the_decode_model_from_cache_benchmarks(tmp_path):
+    from ilmoco.config.schema import result_config
+
+    root, manifest = jpeg_dataset(tmp_path, "raw", (3888, 2592), copies=250)
+    cfg = validated(merge(merge(demo_config(), TINY), {"by_format": {
+        "eyepacs_dr": {"image_size": 299}}}))
+    cfg["datasets"]["dr"]["root"] = str(root)
+    results, bench = tmp_path / "results", tmp_path / "benchmarks"
+    (results / "dr/data").mkdir(parents=True)
+    (results / "dr/logs").mkdir(parents=True)
+    (bench / "dr").mkdir(parents=True)
+    (results / "resolved_config.yaml").write_text(yaml.safe_dump(result_config(cfg)))
+    (results / "dr/data/manifest.csv").write_text(manifest.read_text())
+    # the machine is 2.5 x slower than the table says; the last attempt resumed at image
+    # 200 and decoded the other 800 on 3 threads
+    rates = TABLE["cpu"]["decode"]
+    fmt_ms = model_ms(3888, 2592, 4, 299, rates) - rates["output_ms"] * 299 * 299 * 3 / 1e6
+    true_ms = 2.5 * fmt_ms + rates["output_ms"] * 299 * 299 * 3 / 1e6
+    (results / "dr/logs/cache.json").write_text(json.dumps(
+        {"images": 800, "resumed_at": 200, "total": 1000, "threads": 3}))
+    secs = 800 * true_ms / 1000 / 3
+    (bench / "dr/cache.tsv").write_text(f"s\th:m:s\tmax_rss\n{secs}\t0:00:00\t1\n")
+    fitted = res.calibrate(results, bench, TABLE, min_seconds=0)
+    refit = fitted["cpu"]["decode"]
+    for key in ("image_ms", "source_ms", "decoded_ms"):
+        assert refit["jpeg"][key] == pytest.approx(2.5 * rates["jpeg"][key], rel=2e-3)
+    assert refit["png"] == rates["png"] and refit["output_ms"] == rates["output_ms"]
+    assert res.decode_cost(Header("JPEG", 3888, 2592, 3), 299, fitted) == pytest.approx(
+        true_ms / 1000, rel=2e-3)
+    assert fitted["measured"]["jobs"] == {"cache/jpeg": 1}

@@ -157,6 +157,7 @@ def test_execution_settings_plan_nothing(smoke_run, tmp_path):
                    progress: lines, channels_last: false, tensorboard: false}
         finetune: {checkpoint_every: 5, device: cpu, data_placement: memmap, progress: quiet,
                    tensorboard: false}
+        cache: {workers: threads, checkpoint_every: 7}
     """)
     assert planned_jobs(workdir=smoke_run, configfiles=(*SMOKE_CONFIG, cfg)) == {}
 

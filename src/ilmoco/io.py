@@ -8,6 +8,7 @@ later stage could mistake for a result.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ def _umask() -> int:
     return mask
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
         try:
@@ -62,7 +63,7 @@ def atomic_path(path: str | os.PathLike):
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -146,3 +147,25 @@ def require_free_disk(directory, needed_bytes: int, what: str) -> None:
             f"{directory}: {what} needs {needed_bytes / 2**30:.2f} GiB but only "
             f"{free / 2**30:.2f} GiB is free; free space or point results elsewhere"
         )
+
+
+def fingerprint(*parts) -> str:
+    """A short hash of files (by content) and JSON-able values. Files over 64 MiB (the image
+    cache) count by their size and their first and last 8 MiB (header and pixels), which a
+    rebuilt cache of another resolution or preprocessing changes."""
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, (str, os.PathLike)) and Path(p).is_file():
+            size = Path(p).stat().st_size
+            with open(p, "rb") as fh:
+                if size <= 64 << 20:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        h.update(chunk)
+                else:
+                    h.update(str(size).encode())
+                    h.update(fh.read(8 << 20))
+                    fh.seek(-(8 << 20), os.SEEK_END)
+                    h.update(fh.read())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]

@@ -79,6 +79,11 @@ rule cache:
         window=lambda w: dataset_of(w).window,
         reader=lambda w: dataset_of(w).reader,
         code=lambda w: code("cache.py", dataset_of(w).reader),
+        # execution settings, typed (Snakemake's params trigger ignores them); the rows of a
+        # killed attempt lie beside the outputs (images.partial.npy + .json), which
+        # Snakemake does not delete, and what each attempt did goes to its log folder
+        settings=S.cache,
+        record=f"{D}/logs/cache.json",
     threads: 4
     resources:
         runtime=cache_runtime,

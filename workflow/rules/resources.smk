@@ -63,5 +63,8 @@ def gpu_runtime(stage):
 
 
 def cache_runtime(wildcards, input, threads, attempt):
-    n = res.image_count(None, input.manifest, S.datasets[wildcards.dataset].public_images)
-    return res.cache_minutes(n, threads, THROUGHPUT, attempt, SITE["max_runtime"])
+    """SLURM runtime request (minutes) of the cache job: its images at the decode cost the
+    headers of a sample of them predict (format, pixels), doubled on each retry."""
+    ds = S.datasets[wildcards.dataset]
+    return res.cache_request(input.manifest, ds.root, ds.public_images, threads,
+                             ds.image_size, THROUGHPUT, attempt, SITE["max_runtime"])

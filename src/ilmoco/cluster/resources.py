@@ -14,12 +14,16 @@ the site's maximum:
   protocol (and for ``linear_probe``, the ``--only-ll`` probe) a backbone pass over the
   labelled and the validation images every epoch besides;
 * ``cka``: one feature pass per model over the test images;
-* ``cache``: decoding every image once, on ``threads`` CPU cores.
+* ``cache``: decoding every image once, on ``threads`` CPU cores, each image priced by its
+  file format and pixels (the headers of a seeded sample of the manifest's images) with the
+  decode model (``cpu.decode``: per image, per million samples of the file, of what libjpeg
+  decodes and of the output).
 
-Rates are images (pretraining: pairs) per second at 224 px, scaled by (224 / size)², for
+GPU rates are images (pretraining: pairs) per second at 224 px, scaled by (224 / size)², for
 each stage and architecture (``workflow/resources/throughput.yaml``). Image counts come from
 the image cache when it exists, else the manifest, else the size of the public dataset of
-that format. ``calibrate`` refits the rates from a finished run's ``benchmark:`` files::
+that format. ``calibrate`` refits the rates and the decode model from a finished run's
+``benchmark:`` files::
 
     python -m ilmoco.cluster.resources calibrate --results results --benchmarks benchmarks \\
         --out ~/.config/ilmoco/throughput.yaml
@@ -30,15 +34,19 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import functools
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from ilmoco.cluster.site import DEFAULT_THROUGHPUT
 from ilmoco.config.bases import BASES
+from ilmoco.data.decode import MARGIN, Header, jpeg_scale, read_header
 
 REFERENCE_SIZE = 224
 REPO = Path(__file__).resolve().parents[3]
@@ -56,7 +64,13 @@ class Work:
 
 
 def load_table(path) -> dict:
-    return yaml.safe_load(Path(path).read_text())
+    """A throughput table; a section it lacks (a table fitted before the decode model
+    existed) comes from the shipped one."""
+    table = yaml.safe_load(Path(path).read_text())
+    if "decode" not in table.get("cpu", {}):
+        shipped = yaml.safe_load(DEFAULT_THROUGHPUT.read_text())
+        table["cpu"] = {**table.get("cpu", {}), "decode": shipped["cpu"]["decode"]}
+    return table
 
 
 def image_count(images_npy, manifest_csv, public_images: int) -> int:
@@ -144,10 +158,77 @@ def runtime_minutes(seconds_of_work: float, table: dict, attempt: int = 1,
     return min(minutes, max_runtime) if max_runtime else minutes
 
 
-def cache_minutes(n_images: int, threads: int, table: dict, attempt: int = 1,
-                  max_runtime: int | None = None) -> int:
-    secs = n_images / (table["cpu"]["decode_per_thread"] * max(1, threads))
-    return runtime_minutes(secs, table, attempt, max_runtime)
+# ------------------------------------------------------------------ the cache job
+
+HEADER_SAMPLE = 64  # image headers read, seeded, per cache job when it is planned
+
+
+def decode_group(fmt: str | None) -> str:
+    """The throughput table's entry for a PIL format name."""
+    return {"JPEG": "jpeg", "PNG": "png"}.get(fmt or "", "other")
+
+
+def decode_terms(header: Header | None, size: int, table: dict) -> tuple[float, float]:
+    """Thread-seconds to cache one image, in two parts: its file format's (per image, per
+    million samples, i.e. pixels × bands, of the file and of what is decoded: a JPEG at
+    libjpeg's reduced scale, see ``ilmoco.data.decode``) and the output's (per million
+    output samples). Without a header (a file PIL cannot read, an array): an image of the
+    output's size."""
+    header = header or Header("", size, size, 3)
+    rates = table["cpu"]["decode"]
+    group = rates[decode_group(header.format)]
+    w, h, bands = header.width, header.height, header.bands
+    s = jpeg_scale(w, h, MARGIN * size) if header.format == "JPEG" else 1
+    source = w * h * bands / 1e6
+    decoded = -(-w // s) * -(-h // s) * bands / 1e6
+    output = size * size * min(bands, 3) / 1e6
+    fmt = group["image_ms"] + group["source_ms"] * source + group["decoded_ms"] * decoded
+    return fmt / 1000, rates["output_ms"] * output / 1000
+
+
+def decode_cost(header: Header | None, size: int, table: dict) -> float:
+    return sum(decode_terms(header, size, table))
+
+
+def sample_headers(manifest_csv, root, k: int = HEADER_SAMPLE, seed: int = 0
+                   ) -> list[Header | None]:
+    """Headers of a seeded sample of ``k`` manifest images (PIL reads only the header)."""
+    import numpy as np
+
+    with open(manifest_csv, newline="") as fh:
+        paths = [row["path"] for row in csv.DictReader(fh)]
+    if not paths:
+        return []
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(len(paths), min(k, len(paths)), replace=False))
+    return [read_header(Path(root) / paths[i]) for i in picks]
+
+
+def cache_seconds(headers, n_images: int, threads: int, size: int, table: dict) -> float:
+    """Modelled wall seconds of a cache job: ``n_images`` at the sample's mean cost, spread
+    over ``threads``."""
+    per_image = sum(decode_cost(h, size, table) for h in headers) / len(headers) \
+        if headers else decode_cost(None, size, table)
+    return n_images * per_image / max(1, threads)
+
+
+@functools.cache
+def _planned_headers(manifest_csv: str, mtime: float, root: str) -> tuple:
+    return tuple(sample_headers(manifest_csv, root))
+
+
+def cache_request(manifest_csv, root, public_images: int, threads: int, size: int,
+                  table: dict, attempt: int = 1, max_runtime: int | None = None) -> int:
+    """The cache job's runtime request (minutes) from its manifest and a sample of its
+    images' headers; before the manifest exists, the public dataset's size."""
+    try:
+        headers = _planned_headers(str(manifest_csv), os.path.getmtime(manifest_csv),
+                                   str(root))
+    except (OSError, TypeError):
+        headers = ()
+    n = image_count(None, manifest_csv, public_images)
+    return runtime_minutes(cache_seconds(headers, n, threads, size, table), table, attempt,
+                           max_runtime)
 
 
 # ------------------------------------------------------------------ calibration
@@ -165,12 +246,14 @@ def benchmark_seconds(tsv: Path) -> float:
 
 def calibrate(results: Path, benchmarks: Path, table: dict, min_seconds: float = 60.0
               ) -> dict:
-    """Refit the GPU rates of ``table`` from a finished run.
+    """Refit the GPU rates and the decode model of ``table`` from a finished run.
 
     For every benchmarked pretrain / finetune job the work model gives the images it
     processed (inference passes counted at the table's inference rate); the fitted rate is
     the median of work / (measured seconds − the start-up overhead) per stage and
-    architecture. Jobs shorter than ``min_seconds`` are skipped (start-up dominates)."""
+    architecture. The decode model's terms of each file format are scaled by the median
+    factor that makes it match the cache jobs (``decode_fits``). Jobs shorter than
+    ``min_seconds`` are skipped (start-up dominates)."""
     from snakemake.utils import validate
 
     from ilmoco.config.resolve import resolve
@@ -215,9 +298,41 @@ def calibrate(results: Path, benchmarks: Path, table: dict, min_seconds: float =
     for (stage, arch), rates in fits.items():
         rates.sort()
         out["gpu"][stage][arch] = round(rates[len(rates) // 2], 1)
+    decode = decode_fits(results, benchmarks, s, table, min_seconds)
+    for group, factors in decode.items():
+        factor = sorted(factors)[len(factors) // 2]
+        rates = out["cpu"]["decode"][group]
+        for key in ("image_ms", "source_ms", "decoded_ms"):
+            rates[key] = float(f"{rates[key] * factor:.3g}")
     out["measured"] = {"date": datetime.date.today().isoformat(), "from": str(benchmarks),
-                       "jobs": {f"{k[0]}/{k[1]}": len(v) for k, v in fits.items()}}
+                       "jobs": {**{f"{k[0]}/{k[1]}": len(v) for k, v in fits.items()},
+                                **{f"cache/{g}": len(v) for g, v in decode.items()}}}
     return out
+
+
+def decode_fits(results: Path, benchmarks: Path, s, table: dict, min_seconds: float
+                ) -> dict[str, list[float]]:
+    """Per file format, the factors that make the decode model match each benchmarked cache
+    job: its thread-seconds per image (the benchmark's wall seconds × the job's threads /
+    the images that attempt decoded, from its record ``logs/cache.json``) against the
+    model's cost of a sample of its images (their headers, read from the dataset root)."""
+    fits: dict[str, list[float]] = {}
+    for d, ds in s.datasets.items():
+        tsv, record = benchmarks / d / "cache.tsv", results / d / "logs" / "cache.json"
+        manifest = results / d / "data" / "manifest.csv"
+        if not (tsv.is_file() and record.is_file() and manifest.is_file()):
+            continue
+        measured, work = benchmark_seconds(tsv), json.loads(record.read_text())
+        headers = [h for h in sample_headers(manifest, ds.root) if h is not None]
+        if measured < min_seconds or not work["images"] or not headers:
+            continue
+        per_image = measured * work["threads"] / work["images"]
+        groups = [decode_group(h.format) for h in headers]
+        group = max(set(groups), key=groups.count)
+        terms = [decode_terms(h, ds.image_size, table) for h in headers]
+        fmt, out = (sum(t) / len(terms) for t in zip(*terms))
+        fits.setdefault(group, []).append(max(per_image - out, 0.05 * fmt) / fmt)
+    return fits
 
 
 def estimate(config: dict, table: dict) -> dict[str, dict[str, float]]:
@@ -267,7 +382,7 @@ def main(argv=None) -> None:
     c = sub.add_parser("calibrate")
     c.add_argument("--results", default="results")
     c.add_argument("--benchmarks", default="benchmarks")
-    c.add_argument("--table", default=str(REPO / "workflow" / "resources" / "throughput.yaml"))
+    c.add_argument("--table", default=str(DEFAULT_THROUGHPUT))
     c.add_argument("--out", required=True)
     c.add_argument("--min-seconds", type=float, default=60.0)
     args = p.parse_args(argv)
@@ -285,8 +400,6 @@ def main(argv=None) -> None:
 
 def print_estimate(configfiles, table_path=None) -> None:
     from snakemake.utils import update_config, validate
-
-    from ilmoco.cluster.site import DEFAULT_THROUGHPUT
 
     config: dict = {}
     for f in configfiles:  # merged key by key, as Snakemake merges --configfile files

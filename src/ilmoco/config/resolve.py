@@ -20,6 +20,7 @@ from ilmoco.config.formats import FORMATS
 from ilmoco.config.methods import CONTROL, PREDEFINED, Method, variant
 from ilmoco.config.settings import (
     BootstrapSettings,
+    CacheSettings,
     CKARun,
     CKASettings,
     DataReportSettings,
@@ -64,6 +65,7 @@ class RunSettings:
     paired: PairedSettings
     data_report: DataReportSettings
     init: InitSettings
+    cache: CacheSettings
 
     # ----------------------------------------------------------- method queries
     def method(self, name: str) -> Method:
@@ -328,6 +330,7 @@ def resolve(config: Mapping) -> RunSettings:
         paired=build(PairedSettings, config["paired"], "paired."),
         data_report=build(DataReportSettings, config["data_report"], "data_report."),
         init=build(InitSettings, config["init"], "init."),
+        cache=build(CacheSettings, config["cache"], "cache."),
     )
     check(settings)
     return settings

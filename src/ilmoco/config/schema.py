@@ -73,4 +73,6 @@ def result_config(config: Mapping) -> dict:
     for section, keys in execution_keys().items():
         if section in out:
             out[section] = {k: v for k, v in out[section].items() if k not in keys}
+            if not out[section]:  # a section of execution settings only (cache)
+                del out[section]
     return out

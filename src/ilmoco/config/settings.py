@@ -175,6 +175,14 @@ class SplitSettings:
 
 
 @dataclass(frozen=True)
+class CacheSettings:
+    """How the cache job runs (the cached pixels do not depend on it)."""
+
+    workers: str = execution()  # threads | processes
+    checkpoint_every: int = execution()  # images between progress records
+
+
+@dataclass(frozen=True)
 class PairedSettings:
     baseline: str
 
@@ -398,4 +406,4 @@ def execution_keys() -> dict[str, set[str]]:
     """Config keys per section that only change how a stage runs."""
     return {section: {f.name for f in dataclasses.fields(cls) if f.metadata.get("execution")}
             for section, cls in (("pretrain", PretrainSettings),
-                                 ("finetune", FinetuneSettings))}
+                                 ("finetune", FinetuneSettings), ("cache", CacheSettings))}

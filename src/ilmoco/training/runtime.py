@@ -6,15 +6,13 @@ what produced it. Pretraining and fine-tuning prepare their run through :func:`p
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from ilmoco import dist
+from ilmoco.io import fingerprint  # noqa: F401 (defined beside the files it hashes)
 from ilmoco.runlog import log
 
 
@@ -62,28 +60,6 @@ def step_generator(seed: int, step: int, device: torch.device) -> torch.Generato
     gen = torch.Generator(device=device)
     gen.manual_seed((seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1))
     return gen
-
-
-def fingerprint(*parts) -> str:
-    """A short hash of files (by content) and JSON-able values. Files over 64 MiB (the image
-    cache) count by their size and their first and last 8 MiB (header and pixels), which a
-    rebuilt cache of another resolution or preprocessing changes."""
-    h = hashlib.sha256()
-    for p in parts:
-        if isinstance(p, (str, os.PathLike)) and Path(p).is_file():
-            size = Path(p).stat().st_size
-            with open(p, "rb") as fh:
-                if size <= 64 << 20:
-                    for chunk in iter(lambda: fh.read(1 << 20), b""):
-                        h.update(chunk)
-                else:
-                    h.update(str(size).encode())
-                    h.update(fh.read(8 << 20))
-                    fh.seek(-(8 << 20), os.SEEK_END)
-                    h.update(fh.read())
-        else:
-            h.update(json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
