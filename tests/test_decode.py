@@ -150,8 +150,8 @@ def test_a_fundus_smaller_than_the_frame_is_decoded_finer(tmp_path, monkeypatch)
     sides = []
     opened = decode.open_image
 
-    def spy(p, min_side=None):
-        im = opened(p, min_side)
+    def spy(p, min_side=None, window="file"):
+        im = opened(p, min_side, window)
         sides.append(im.size)
         return im
 
