@@ -49,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--configfile", type=Path, nargs="*", default=[],
                    help="layered over config.yaml, as snakemake --configfile")
     p.add_argument("--datasets", nargs="*", help="default: the demo's use_datasets")
+    p.add_argument("--methods", nargs="*",
+                   help="default: the demo's methods (the paired baseline must be one)")
     p.add_argument("--fraction", type=float, default=6.0, help="fine-tuning label fraction")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                    help="processes; each runs one (dataset, seed) at a time on one thread")
@@ -102,8 +104,9 @@ def prepare_data(config: dict, dataset: str, work: Path) -> dict:
     split.run(manifest=paths["manifest"], meta=paths["meta"], settings=result_fields(s.split),
               fractions=list(s.fractions), out_split=paths["split"])
     cache.run(manifest=paths["manifest"], meta=paths["meta"], root=paths["root"],
-              reader=ds.reader, size=ds.image_size, fundus_crop=ds.fundus_crop, threads=1,
-              out_images=paths["images"], out_index=paths["index"])
+              reader=ds.reader, size=ds.image_size, fundus_crop=ds.fundus_crop,
+              window=ds.window, threads=1, out_images=paths["images"],
+              out_index=paths["index"])
     return paths
 
 
@@ -130,7 +133,7 @@ def one_seed(config: dict, dataset: str, seed: int, fraction: float, data: dict,
         out = d / f"probe_{method}.csv"
         df = probe.run(probe.ProbeJob(
             run=s.probe_run(dataset, method), model=model, init_seed=s.pretrain.seed,
-            zero_init_residual=s.pretrain.zero_init_residual, out_csv=str(out),
+            zero_init_residual=s.control_zero_init_residual, out_csv=str(out),
             out_json=str(out.with_suffix(".json")), **common))
         return float(df.loc[df["block"] == "block4", "estimate"].iloc[0])
 
@@ -195,6 +198,8 @@ def main(argv=None) -> None:
 
     args = parse_args(argv)
     config = load_config(args.configfile)
+    if args.methods:
+        config["methods"] = list(args.methods)
     datasets = args.datasets or config["use_datasets"]
     work = args.work or Path(tempfile.mkdtemp(prefix="ilmoco-seeds-"))
     start = time.perf_counter()

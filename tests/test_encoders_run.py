@@ -12,7 +12,14 @@ import pytest
 import torch
 import torchvision
 import yaml
-from snakerun import SMOKE_CONFIG, SMOKE_METHODS, planned_jobs, readme_recipe, snakemake
+from snakerun import (
+    SMOKE_CONFIG,
+    SMOKE_DATASETS,
+    SMOKE_METHODS,
+    planned_jobs,
+    readme_recipe,
+    snakemake,
+)
 
 from ilmoco.training.checkpoints import load_backbone
 
@@ -85,7 +92,8 @@ def imagenet_run(smoke_run, tmp_path_factory):
                                    "paired": {"baseline": "imagenet"}}))
     configs = (*SMOKE_CONFIG, cfg)
     planned = planned_jobs(workdir=work, configfiles=configs)
-    assert planned["init_encoder"] == 1 and planned["finetune"] == 2, planned
+    n = len(SMOKE_DATASETS)  # one init_encoder per dataset, fine-tuned at 6 and 100 %
+    assert planned["init_encoder"] == n and planned["finetune"] == 2 * n, planned
     assert "pretrain" not in planned and "cache" not in planned, planned
     snakemake(workdir=work, configfiles=configs)
     return work, configs, weights

@@ -469,7 +469,7 @@ def test_the_official_probes_run_in_the_smoke_dag_under_the_official_preset(smok
     protocols run through Snakemake on jama16's bin2 subset of the smoke data."""
     configs = (*SMOKE_CONFIG, PAPER_SMOKE)
     jobs = planned_jobs(workdir=tmp_path, configfiles=configs)
-    assert jobs["linear_probe"] == jobs["probe"] == len(SMOKE_SSL) + 1  # + the control
+    assert jobs["linear_probe"] == jobs["probe"] == D * (len(SMOKE_SSL) + 1)  # + the control
     work = tmp_path / "work"  # the raw smoke data only: bin2 makes a manifest of its own
     shutil.copytree(smoke_run / "data/synthetic/dr_synth", work / "data/synthetic/dr_synth",
                     copy_function=shutil.copy2)
