@@ -23,6 +23,17 @@ SMOKE_SSL = [m for m in SMOKE_METHODS if m != "supervised"]
 SMOKE_RUNS = len(SMOKE_METHODS) * len(yaml.safe_load(SMOKE.read_text())["fractions"])
 
 
+def load_bench(name: str):
+    """The module of ``bench/<name>.py`` (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def snakemake(*args, workdir=None, configfiles=SMOKE_CONFIG, env=None, check=True,
               timeout=1500, snakefile=ROOT / "Snakefile"):
     """Run Snakemake in ``workdir``, by default a new empty directory: never in the

@@ -2,26 +2,18 @@
 run), image-cache throughput (its figures from full-sized images), and the seed-variance
 benchmark against the smoke DAG it must reproduce at seed 0."""
 
-import importlib.util
 import json
 import statistics
 import subprocess
 import sys
 
 import pytest
-from snakerun import ROOT
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "bench/pretrain_throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from snakerun import ROOT, load_bench
 
 
 def test_benchmark_runs_on_cpu_and_writes_json(tmp_path):
     out = tmp_path / "bench.json"
-    report = load_bench().main([
+    report = load_bench("pretrain_throughput").main([
         "--device", "cpu", "--arch", "resnet18", "--size", "32", "--batch", "8",
         "--steps", "2", "--warmup", "1", "--workers", "0", "--queue", "32",
         "--projector", "32", "32", "32", "--channels", "1", "--augment", "chest",
@@ -50,9 +42,7 @@ def test_seed_variance_benchmark_runs_the_workflows_stages(tmp_path, smoke_run):
     DAG's own probes and fine-tuning results (the same stages, settings and machine)."""
     import pandas as pd
 
-    spec = importlib.util.spec_from_file_location("sv", ROOT / "bench/seed_variance.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_bench("seed_variance")
     out = tmp_path / "seeds.csv"
     methods = {"supervised", "moco", "moco_mse", "byol_bt", "simsiam_mse"}  # not the timm one
     mod.main(["--configfile", str(ROOT / "config/smoke.yaml"), "--seeds", "0", "1",
@@ -82,19 +72,11 @@ def test_seed_variance_benchmark_runs_the_workflows_stages(tmp_path, smoke_run):
         assert zero.loc[m, "finetune"] == pytest.approx(dag["estimate"], abs=1e-6), m
 
 
-def load_decode_bench():
-    spec = importlib.util.spec_from_file_location("decode_bench",
-                                                  ROOT / "bench/decode_throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_decode_benchmark_runs_on_cpu_and_writes_json(tmp_path):
     out = tmp_path / "decode.json"
-    load_decode_bench().main(["--quick", "--images", "2", "--repeats", "1", "--seconds", "0.05",
-                              "--cores", "2", "--json", str(out)])
+    load_bench("decode_throughput").main([
+        "--quick", "--images", "2", "--repeats", "1", "--seconds", "0.05", "--cores", "2",
+        "--json", str(out)])
     saved = json.loads(out.read_text())
     r = saved["results"]
     assert set(r) == {"nih", "eyepacs_crop", "eyepacs", "idc"}

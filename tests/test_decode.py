@@ -7,14 +7,12 @@ with the fundus crop, mean < 1, 99th percentile <= 10, and the larger difference
 where an edge moves by under half an output pixel (the fundus rim); without it, mean < 0.5
 and max <= 8."""
 
-import importlib.util
 import math
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
-from snakerun import ROOT
+from snakerun import load_bench
 
 from ilmoco.data import decode
 from ilmoco.data.decode import (
@@ -27,17 +25,7 @@ from ilmoco.data.decode import (
     read_header,
 )
 
-
-def bench():
-    spec = importlib.util.spec_from_file_location("decode_bench",
-                                                  ROOT / "bench/decode_throughput.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-B = bench()
+B = load_bench("decode_throughput")
 EYEPACS = B.Case("eyepacs_crop", "JPEG", 3888, 2592, 3, 299, True)
 
 
