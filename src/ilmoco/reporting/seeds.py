@@ -12,6 +12,7 @@ the benchmark measured for it.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ def settings_digest(run_settings) -> str:
 
 def read_table(path) -> tuple[pd.DataFrame, dict]:
     """The benchmark's rows and its header facts (date, machine, commit, settings)."""
-    lines = [ln for ln in open(path).read().splitlines() if ln.startswith("#")]
+    lines = [ln for ln in Path(path).read_text().splitlines() if ln.startswith("#")]
     facts = {"header": " ".join(ln.lstrip("# ") for ln in lines)}
     for ln in lines:
         for part in ln.lstrip("# ").split(", "):
