@@ -123,3 +123,24 @@ def prepare(tmp: Path, fmt="eyepacs_dr", n_patients=40, size=16, fractions=(6, 1
     write_json(paths["meta"], meta.to_dict())
     build_cache(df, meta, root, paths["images"], paths["index"], size=size, progress=False)
     return paths, meta
+
+
+class Crash(Exception):
+    """A training job killed mid-run (tests of resume)."""
+
+
+def crash_once_at(monkeypatch, step: int) -> None:
+    """Make the training loop raise ``Crash`` the first time it reaches global ``step``
+    (later runs, e.g. the resumed job, pass it)."""
+    from ilmoco.training import loop, runtime
+
+    real_step = runtime.step_generator
+    crashed = {"done": False}
+
+    def crashing(seed, at, device):
+        if at == step and not crashed["done"]:
+            crashed["done"] = True
+            raise Crash()
+        return real_step(seed, at, device)
+
+    monkeypatch.setattr(loop, "step_generator", crashing)

@@ -6,12 +6,12 @@ import math
 
 import pandas as pd
 import pytest
-from stagedata import prepare, tiny_settings
+from stagedata import Crash, crash_once_at, prepare, tiny_settings
 
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import ConfigError
 from ilmoco.stages import finetune, pretrain
-from ilmoco.training import events, loop, runtime
+from ilmoco.training import events
 
 pytest.importorskip("tensorboard")
 
@@ -92,25 +92,12 @@ def test_finetuning_events_are_the_history(data, tmp_path):
     assert_same_curves(got, csv_curves(job.out_history))
 
 
-class Crash(Exception):
-    pass
-
-
 def test_a_resumed_job_continues_its_curve(data, reference, tmp_path, monkeypatch):
     """Killed in its second epoch, after the first epoch's events were written and two steps
     after a checkpoint; the resumed job's events are the uninterrupted run's curve: each
     step once, in order."""
     paths, _ = data
-    real_step = runtime.step_generator
-    crashed = {"done": False}
-
-    def crashing(seed, step, device):
-        if step == 11 and not crashed["done"]:
-            crashed["done"] = True
-            raise Crash()
-        return real_step(seed, step, device)
-
-    monkeypatch.setattr(loop, "step_generator", crashing)
+    crash_once_at(monkeypatch, 11)
     job = pretrain_job(paths, tmp_path / "resumed")
     with pytest.raises(Crash):
         pretrain.run(job)

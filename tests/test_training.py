@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from stagedata import prepare, tiny_settings
+from stagedata import Crash, crash_once_at, prepare, tiny_settings
 
 from ilmoco.data import batches
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import InputError, torch_load
 from ilmoco.models.resnet import ResNetBackbone as Backbone
 from ilmoco.stages import finetune, pretrain
-from ilmoco.training import checkpoints, loop, runtime
+from ilmoco.training import checkpoints, loop
 from ilmoco.training.inference import extract_features
 
 
@@ -33,10 +33,6 @@ def pretrain_job(paths, out, method="moco_mse", settings=None, **pretrain_over):
         cache_images=str(paths["images"]), cache_index=str(paths["index"]),
         out_encoder=str(out / "encoder.pt"), out_metrics=str(out / "metrics.csv"),
         resume_path=str(out / "resume.pt"))
-
-
-class Crash(Exception):
-    pass
 
 
 def test_pretrain_outputs(data, tmp_path):
@@ -59,17 +55,7 @@ def test_pretrain_resume_is_bit_identical(data, tmp_path, monkeypatch):
     pretrain.run(pretrain_job(paths, tmp_path / "full"))
     # interrupted run: 7 steps per epoch, checkpoints every 3 steps and at epoch ends;
     # crash at global step 11, two steps after the checkpoint at (epoch 1, step 2)
-    real_step = runtime.step_generator
-    calls = {"n": 0}
-
-    def crashing(seed, step, device):
-        calls["n"] += 1
-        if step == 11 and calls["n"] < 100:
-            calls["n"] = 100
-            raise Crash()
-        return real_step(seed, step, device)
-
-    monkeypatch.setattr(loop, "step_generator", crashing)
+    crash_once_at(monkeypatch, 11)
     job = pretrain_job(paths, tmp_path / "resumed")
     with pytest.raises(Crash):
         pretrain.run(job)
