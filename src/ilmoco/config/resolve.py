@@ -186,11 +186,16 @@ class RunSettings:
         """The run at label fraction ``pct``: its augmentation, its own maximum epochs
         (``epochs_by_fraction``, so an entry for one fraction reruns only that fraction) and
         the method's encoder's arch."""
-        ds, ft = self.datasets[dataset], self.finetune
-        arch = self.arch_of(method)
-        ft = dataclasses.replace(ft, arch=arch, epochs=ft.epochs_at(pct), epochs_by_fraction={})
+        ds, ft = self.datasets[dataset], self.finetune_at(method, pct)
         return FinetuneRun(dataset, method, ds.metric, self.finetune_augment(dataset, pct),
-                           ft, backbone=backbone_ref(arch), select_metric=ds.select_metric)
+                           ft, backbone=backbone_ref(ft.arch), select_metric=ds.select_metric)
+
+    def finetune_at(self, method: str, pct: float) -> FinetuneSettings:
+        """``finetune`` as one run at ``pct`` reads it: the method's encoder's arch and that
+        fraction's epochs (the other fractions' entries dropped, so they rerun nothing)."""
+        ft = self.finetune
+        return dataclasses.replace(ft, arch=self.arch_of(method), epochs=ft.epochs_at(pct),
+                                   epochs_by_fraction={})
 
     def cka_run(self) -> CKARun:
         return CKARun(self.cka, self.bootstrap.level, self.finetune.precision,
@@ -210,9 +215,9 @@ class RunSettings:
     def linear_probe_run(self, dataset: str, method: str) -> LinearProbeRun:
         """The ``--only-ll`` linear probe of an encoder (``probe.linear: only_ll``), on the
         probe's label fraction."""
-        arch, pct = self.arch_of(method), self.probe.fraction
-        ft = dataclasses.replace(self.finetune, arch=arch, epochs=self.finetune.epochs_at(pct),
-                                 epochs_by_fraction={})
+        pct = self.probe.fraction
+        ft = self.finetune_at(method, pct)
+        arch = ft.arch
         return LinearProbeRun(dataset, method, self.datasets[dataset].metric, arch, pct,
                               self.finetune_augment(dataset, pct), ft,
                               self.probe.seed, self.bootstrap, backbone=backbone_ref(arch))
