@@ -31,7 +31,8 @@ def run(*, manifest, meta, root, reader: str, size: int, fundus_crop: bool, thre
     rows = read_table(manifest)
     opener = getattr(importlib.import_module(module_of(reader)), "image_opener", None)
     decoders = {"pillow": PIL.__version__, "numpy": np.__version__,
-                **{lib: features.version(lib) for lib in ("jpg", "libjpeg_turbo", "zlib")}}
+                **{lib: features.version(lib) for lib in ("jpg", "libjpeg_turbo", "zlib")},
+                **dicom_decoders()}
     done = build_cache(
         rows, DatasetMeta.from_dict(read_json(meta)), root, out_images, out_index, size=size,
         threads=threads, fundus_crop=fundus_crop, opener=opener(root) if opener else None,
@@ -44,3 +45,16 @@ def run(*, manifest, meta, root, reader: str, size: int, fundus_crop: bool, thre
     on = "1 thread" if done.threads <= 1 else f"{done.threads} {done.workers}"
     return (f"{done.total} images cached at {size} px ({done.images} decoded in "
             f"{done.seconds:.1f} s on {on}{resumed})")
+
+
+def dicom_decoders() -> dict:
+    """The installed DICOM decoders' versions (a DICOM cache must not resume across them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("pydicom", "pylibjpeg", "pylibjpeg-libjpeg"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out
