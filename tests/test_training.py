@@ -53,8 +53,9 @@ def test_pretrain_outputs(data, tmp_path):
 def test_pretrain_resume_is_bit_identical(data, tmp_path, monkeypatch):
     paths, _ = data
     pretrain.run(pretrain_job(paths, tmp_path / "full"))
-    # interrupted run: 7 steps per epoch, checkpoints every 3 steps and at epoch ends;
-    # crash at global step 11, two steps after the checkpoint at (epoch 1, step 2)
+    # interrupted run: 7 steps per epoch, a checkpoint once 3 steps have passed (global
+    # steps 3, 6, 9: the epoch end at 7 is too soon); crash at global step 11, two steps
+    # after the checkpoint at (epoch 1, step 2)
     crash_once_at(monkeypatch, 11)
     job = pretrain_job(paths, tmp_path / "resumed")
     with pytest.raises(Crash):
@@ -95,6 +96,36 @@ def test_nan_loss_stops_with_the_step(data, tmp_path):
                         epochs=3, step_fn=step_fn, lr_fn=lambda g: 0.1, resume=None, seed=0,
                         progress="quiet")
     assert torch.isfinite(w).all()  # stopped before the bad step's update
+
+
+class _RecordingCheckpoint(checkpoints.ResumeCheckpoint):
+    """Records the loop position of every save instead of writing it."""
+
+    def __init__(self):
+        self.saved = []
+
+    def load(self):
+        return None
+
+    def save(self, state):
+        self.saved.append((state["loop"]["epoch"], state["loop"]["step"]))
+
+
+@pytest.mark.parametrize("every,positions", [
+    # once 3 steps have passed: an epoch end (7, 14 steps) too soon after one is skipped
+    (3, [(0, 3), (0, 6), (1, 2), (1, 5)]),
+    (7, [(1, 0), (2, 0)]),  # due exactly at the epoch ends
+    (0, [(1, 0), (2, 0)]),  # 0: at each epoch end
+])
+def test_checkpoints_once_checkpoint_every_steps_have_passed(every, positions):
+    src = batches.BatchSource(np.zeros((28, 1, 2, 2), np.uint8), 4, 0, torch.device("cpu"))
+    w = torch.nn.Parameter(torch.ones(1))
+    ck = _RecordingCheckpoint()
+    loop.train_loop(modules=torch.nn.ParameterList([w]), optimizer=torch.optim.SGD([w], lr=0.1),
+                    source=src, epochs=2, step_fn=lambda x, y, gen, g: (w.sum(), {}),
+                    lr_fn=lambda g: 0.1, resume=ck, seed=0, checkpoint_every=every,
+                    progress="quiet")
+    assert src.steps_per_epoch == 7 and ck.saved == positions
 
 
 def test_small_labelled_sets_are_cycled_to_the_minimum_steps():
