@@ -15,7 +15,7 @@ on the same machine. Writes one row per (dataset, method, seed) to ``--out`` (CS
 date, machine, commit and a digest of the settings in its header lines) and prints the
 summary the README's account is written from: for each dataset and method, the smallest
 margin and the range of each paired difference across seeds, and whether it keeps its sign
-in every seed. It runs on CPU, for about an hour on 2 cores with the defaults:
+in every seed. It runs on CPU, for about 25 minutes on 2 cores with the defaults:
 
     python bench/seed_variance.py --seeds 0 1 2 3 4 --out bench/results/seed_variance.csv
 """
