@@ -4,6 +4,7 @@ needs one that is not installed."""
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 
 from ilmoco.io import InputError
@@ -15,6 +16,17 @@ PINS = {"timm": "timm==1.0.31", "tensorboard": "tensorboard==2.21.0",
 
 def installed(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
+
+
+def versions(*packages: str) -> dict[str, str]:
+    """The installed version of each of ``packages`` (distribution names) that is installed."""
+    out = {}
+    for package in packages:
+        try:
+            out[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
 
 
 def needs(package: str) -> str:

@@ -13,6 +13,7 @@ from ilmoco.data.decode import build_cache
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.imports import module_of
 from ilmoco.io import fingerprint, read_json, read_table, write_json
+from ilmoco.optional import versions
 
 
 def run(*, manifest, meta, root, reader: str, size: int, fundus_crop: bool, threads: int,
@@ -32,7 +33,8 @@ def run(*, manifest, meta, root, reader: str, size: int, fundus_crop: bool, thre
     opener = getattr(importlib.import_module(module_of(reader)), "image_opener", None)
     decoders = {"pillow": PIL.__version__, "numpy": np.__version__,
                 **{lib: features.version(lib) for lib in ("jpg", "libjpeg_turbo", "zlib")},
-                **dicom_decoders()}
+                # a DICOM cache must not resume across the DICOM decoders' versions either
+                **versions("pydicom", "pylibjpeg", "pylibjpeg-libjpeg")}
     done = build_cache(
         rows, DatasetMeta.from_dict(read_json(meta)), root, out_images, out_index, size=size,
         threads=threads, fundus_crop=fundus_crop, opener=opener(root) if opener else None,
@@ -46,15 +48,3 @@ def run(*, manifest, meta, root, reader: str, size: int, fundus_crop: bool, thre
     return (f"{done.total} images cached at {size} px ({done.images} decoded in "
             f"{done.seconds:.1f} s on {on}{resumed})")
 
-
-def dicom_decoders() -> dict:
-    """The installed DICOM decoders' versions (a DICOM cache must not resume across them)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("pydicom", "pylibjpeg", "pylibjpeg-libjpeg"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return out
