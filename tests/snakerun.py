@@ -46,8 +46,16 @@ def snakemake(*args, workdir=None, configfiles=SMOKE_CONFIG, env=None, check=Tru
     if configfiles:
         cmd += ["--configfile", *map(str, configfiles)]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
-                       cwd=workdir)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout,
+                           cwd=workdir)
+    except subprocess.TimeoutExpired as e:  # say where it stood: the tails of its job logs
+        logs = sorted(Path(workdir).glob("results/**/logs/*.log"), key=os.path.getmtime)
+        tails = "".join(f"\n--- {log}\n{log.read_text(errors='replace')[-1500:]}"
+                        for log in logs[-4:])
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+        raise AssertionError(f"snakemake {' '.join(args)} ran past {timeout} s:\n"
+                             f"{(err or '')[-3000:]}{tails}") from None
     if check and r.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed ({r.returncode}):\n"
                              f"{r.stdout[-3000:]}\n{r.stderr[-6000:]}")

@@ -2,6 +2,8 @@
 resuming a stopped build (the kill -9 through Snakemake is in test_cache_resume.py)."""
 
 import json
+import multiprocessing
+import threading
 
 import numpy as np
 import pytest
@@ -89,6 +91,9 @@ def test_corrupt_images_name_the_file(tmp_path, kind, workers):
     assert str(bad) in msg and "cannot decode image" in msg and "\n" not in msg
     assert not (tmp_path / "cache" / "images.npy").exists()  # nothing half-written
     assert not list((tmp_path / "cache").glob("*.tmp"))
+    # the workers are stopped and reaped before the error leaves build_cache
+    assert not multiprocessing.active_children()
+    assert threading.active_count() == 1, threading.enumerate()
 
 
 def test_disk_check(tmp_path, monkeypatch):

@@ -24,9 +24,8 @@ import math
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.pool import ThreadPool
 from pathlib import Path
 
 import numpy as np
@@ -272,18 +271,25 @@ def _decode_row(i: int) -> None:
     arr[i] = load(paths[i])
 
 
-def _pool(workers: str, threads: int):
-    """A pool of ``threads`` workers with ``imap``: threads, or processes forked when it is
-    made (before any other thread of this job runs). None: decode in this thread."""
+def _pool(workers: str, threads: int) -> Executor | None:
+    """An executor of ``threads`` workers: threads, or processes forked at once (before any
+    other thread of this job runs). None: decode in this thread.
+
+    concurrent.futures rather than multiprocessing.Pool: a decode error must stop the job,
+    and ``Pool.terminate()`` can deadlock (CPython issues 73945, 78178; a cache job of the
+    CI hung 25 minutes there), whereas ``shutdown(cancel_futures=True)`` lets the running
+    decodes finish and stops the workers without signals."""
     if threads <= 1:
         return None
     if workers == "processes":
         import multiprocessing
 
         if "fork" in multiprocessing.get_all_start_methods():
-            return multiprocessing.get_context("fork").Pool(threads)
+            pool = ProcessPoolExecutor(threads, mp_context=multiprocessing.get_context("fork"))
+            pool.submit(int).result()  # fork the workers now, while this is the only thread
+            return pool
         log("cache: processes need fork (not available here); using threads")
-    return ThreadPool(threads)
+    return ThreadPoolExecutor(threads)
 
 
 def _resume_rows(partial: Path, record: Path, fingerprint: str, shape) -> int:
@@ -343,7 +349,7 @@ def build_cache(
     start = time.perf_counter()
     step = max(1, checkpoint_every)
     pool = _pool(workers, threads)
-    used = "threads" if pool is None or isinstance(pool, ThreadPool) else "processes"
+    used = "processes" if isinstance(pool, ProcessPoolExecutor) else "threads"
     bar = Progress(n, done, desc=f"cache {size}px", mode="auto" if progress else "quiet",
                    unit="image")
     # One chunk's rows are synced and then recorded while the next chunk decodes: the record
@@ -363,7 +369,8 @@ def build_cache(
                 for i in rows:
                     _decode_row(i)
             else:
-                for _ in pool.imap(_decode_row, rows, max(1, len(rows) // (4 * threads))):
+                for _ in pool.map(_decode_row, rows,
+                                  chunksize=max(1, len(rows) // (4 * threads))):
                     pass
             if pending is not None:
                 pending.result()
@@ -373,8 +380,7 @@ def build_cache(
             pending.result()
     finally:  # on an error, drop the images not started yet; keep the last chunk's record
         if pool is not None:
-            pool.terminate()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
         syncer.shutdown(wait=True)
         fh.close()
         _JOB = None
