@@ -3,6 +3,8 @@ resuming a stopped build (the kill -9 through Snakemake is in test_cache_resume.
 
 import json
 import multiprocessing
+import os
+import signal
 import threading
 
 import numpy as np
@@ -171,6 +173,36 @@ def test_threads_processes_and_chunk_sizes_write_the_same_bytes(tmp_path):
         assert sorted(p.name for p in out.iterdir()) == ["images.npy", "index.csv"]
         written[name] = (out / "images.npy").read_bytes()
     assert written["inline"] == written["threads"] == written["processes"]
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                    reason="process workers need fork")
+def test_a_worker_killed_mid_build_stops_it_with_a_clear_error(tmp_path):
+    """A worker process killed by the system (as the OOM killer does) ends the build with an
+    error naming the images, and the workers are reaped; with multiprocessing.Pool the
+    build waited forever for that worker's rows."""
+    root, df, meta = eyepacs_fixture(tmp_path)
+    victim = df["path"].iloc[7]
+
+    def opener(path):  # runs in the forked worker: the pool never runs it in this process
+        if path == victim:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return Image.open(root / path)
+
+    def give_up(*_):
+        raise TimeoutError("build_cache still waiting 120 s after its worker was killed")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(120)
+    try:
+        with pytest.raises(RuntimeError, match="worker process died while decoding images 0-22"):
+            build_cache(df, meta, root, tmp_path / "c" / "images.npy", tmp_path / "c" / "index.csv",
+                        size=24, threads=2, workers="processes", opener=opener, progress=False)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not multiprocessing.active_children()
+    assert not (tmp_path / "c" / "images.npy").exists()
 
 
 def test_a_failed_build_resumes_at_its_last_record_and_ends_identical(tmp_path):

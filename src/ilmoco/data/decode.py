@@ -25,6 +25,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -275,10 +276,11 @@ def _pool(workers: str, threads: int) -> Executor | None:
     """An executor of ``threads`` workers: threads, or processes forked at once (before any
     other thread of this job runs). None: decode in this thread.
 
-    concurrent.futures rather than multiprocessing.Pool: a decode error must stop the job,
-    and ``Pool.terminate()`` can deadlock (CPython issues 73945, 78178; a cache job of the
-    CI hung 25 minutes there), whereas ``shutdown(cancel_futures=True)`` lets the running
-    decodes finish and stops the workers without signals."""
+    concurrent.futures rather than multiprocessing.Pool: a Pool waits forever for the rows
+    of a worker that died (killed for memory, say; CPython bpo-22393, issue 96062) and its
+    ``terminate()`` can deadlock (issues 73945, 78178) - a CI cache job that met a corrupt
+    image hung 25 minutes. An executor reports a dead worker, and ``shutdown(
+    cancel_futures=True)`` lets the running decodes finish and stops the workers."""
     if threads <= 1:
         return None
     if workers == "processes":
@@ -369,9 +371,15 @@ def build_cache(
                 for i in rows:
                     _decode_row(i)
             else:
-                for _ in pool.map(_decode_row, rows,
-                                  chunksize=max(1, len(rows) // (4 * threads))):
-                    pass
+                try:
+                    for _ in pool.map(_decode_row, rows,
+                                      chunksize=max(1, len(rows) // (4 * threads))):
+                        pass
+                except BrokenProcessPool:
+                    raise RuntimeError(
+                        f"a cache worker process died while decoding images {rows.start}-"
+                        f"{rows.stop - 1} (killed, e.g. out of memory?); rerun the job: it "
+                        f"resumes at image {rows.start}") from None
             if pending is not None:
                 pending.result()
             pending = syncer.submit(checkpoint, fh.fileno(), rows.stop)
