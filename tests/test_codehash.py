@@ -23,6 +23,18 @@ def test_comments_docstrings_and_formatting_do_not_count(tmp_path):
     assert normalized_source(a) != normalized_source(d)
 
 
+def test_an_edit_within_the_same_process_changes_the_hash(tmp_path):
+    # the parse is memoised by the file's text, never by its path alone
+    f = tmp_path / "stage.py"
+    f.write_text("def f(x):\n    return x + 1\n")
+    before = code_hash(f)
+    assert code_hash(f) == before
+    f.write_text("def f(x):\n    return x + 2\n")
+    assert code_hash(f) != before
+    f.write_text("def f(x):\n    return x + 1  # back\n")
+    assert code_hash(f) == before
+
+
 def names(script):
     return {p.relative_to(ROOT / "src/ilmoco").as_posix()
             for p in module_closure(str(SCRIPTS / script))}

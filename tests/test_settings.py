@@ -108,6 +108,22 @@ def test_config_errors_name_the_key(over, where, message):
     assert e.value.where == where and str(e.value).startswith(f"config error at {where}: ")
 
 
+def test_a_dataset_can_pretrain_for_its_own_number_of_epochs():
+    s = tiny_settings(datasets={"dr": {"pretrain_epochs": 3},
+                                "nih": {"format": "nih_cxr14", "root": "x"}},
+                      use_datasets=["dr", "nih"], pretrain={"epochs": 5})
+    assert s.pretrain_run("dr", "moco_bt").settings.epochs == 3
+    assert s.pretrain_run("nih", "moco_bt").settings.epochs == 5 == s.pretrain.epochs
+    by_format = tiny_settings(by_format={"eyepacs_dr": {"pretrain_epochs": 2}})
+    assert by_format.pretrain_run("dr", "moco").settings.epochs == 2
+    # the run's settings (and so its digest and its rerun) change with the dataset's epochs
+    assert s.pretrain_run("dr", "moco") != tiny_settings(pretrain={"epochs": 5}).pretrain_run(
+        "dr", "moco")
+    with pytest.raises(Exception, match=r"0 is less than the minimum of 1") as e:
+        tiny_settings(datasets={"dr": {"pretrain_epochs": 0}})  # the schema, at dry-run
+    assert "['datasets']['dr']['pretrain_epochs']" in str(e.value)
+
+
 def test_command_line_strings_are_read_as_the_schema_types():
     schema = yaml.safe_load(SCHEMA.read_text())
     got = coerce_to_schema({"seeds": ["0", "1"], "fractions": "[1, 6]",

@@ -159,7 +159,8 @@ class RunSettings:
         zero_init = (m.term != "none") if pre.zero_init_residual == "with_term" else bool(
             pre.zero_init_residual)
         pre = dataclasses.replace(pre, arch=arch, zero_init_residual=zero_init,
-                                  batch_size=ds.pretrain_batch_size or pre.batch_size)
+                                  batch_size=ds.pretrain_batch_size or pre.batch_size,
+                                  epochs=ds.pretrain_epochs or pre.epochs)
         # The run keeps only the settings its base and term read, so a setting of another
         # method reruns nothing here.
         return PretrainRun(
@@ -294,6 +295,7 @@ def dataset_settings(name: str, entry: Mapping, by_format: Mapping) -> DatasetSe
         synthetic_generator=fmt.synthetic if synthetic else None,
         public_images=fmt.public_images, paper=None if synthetic else fmt.paper,
         split_lists=lists or None, pretrain_batch_size=pick("pretrain_batch_size"),
+        pretrain_epochs=pick("pretrain_epochs"),
         probe_batch_size=pick("probe_batch_size"), probe_augment=pick("probe_augment"),
         official_subset_augment=bool(pick("official_subset_augment")),
         select_metric=pick("select_metric"),

@@ -247,6 +247,7 @@ class DatasetSettings:
     # the official protocol's per-dataset choices (None / False: the global settings)
     split_lists: Mapping | None = None  # train/val/test -> list file (root joined)
     pretrain_batch_size: int | None = None
+    pretrain_epochs: int | None = None
     probe_batch_size: int | None = None
     probe_augment: str = "finetune"  # the official probe's training augmentation preset
     official_subset_augment: bool = False  # fine-tuning below 100 %: the dataset transform
