@@ -39,6 +39,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from ilmoco import numerics  # noqa: E402 (no torch: the CPU kernels are chosen below)
+
 SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 
 
@@ -122,6 +124,7 @@ def one_seed(config: dict, dataset: str, seed: int, fraction: float, data: dict,
     from ilmoco.stages import evaluate, finetune, paired, pretrain, probe
 
     torch.set_num_threads(1)
+    numerics.verify()
     s = resolve(with_seed(config, seed))
     meta = DatasetMeta.from_dict(read_json(data["meta"]))
     d = work / dataset / f"seed{seed}"
@@ -198,6 +201,9 @@ def main(argv=None) -> None:
 
     args = parse_args(argv)
     config = load_config(args.configfile)
+    # the demo's numerics, as the workflow sets them for its jobs: before torch is imported
+    # here or in a worker (forked from this process, or spawned with its environment)
+    numerics.apply(config.get("numerics", "native"))
     if args.methods:
         config["methods"] = list(args.methods)
     datasets = args.datasets or config["use_datasets"]
@@ -223,6 +229,7 @@ def main(argv=None) -> None:
                          capture_output=True, text=True).stdout.strip() or "unknown"
     header = (f"# bench/seed_variance.py, {datetime.date.today().isoformat()}, {machine()}, "
               f"commit {git}, torch {__import__('torch').__version__}, "
+              f"numerics {numerics.mode()}, "
               f"{time.perf_counter() - start:.0f} s\n"
               f"# seeds {args.seeds}, fine-tuning at {args.fraction:g} %, "
               f"settings {settings_digest(s)}\n")

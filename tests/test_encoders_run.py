@@ -55,7 +55,9 @@ def test_the_exports_load_with_the_readme_recipes(smoke_run, method, library):
     backbone, _ = load_backbone(smoke_run / D / "pretrain" / method / "encoder.pt")
     with torch.no_grad():
         want, _ = backbone.eval()(images)
-    torch.testing.assert_close(scope["embedding"], want, rtol=1e-5, atol=1e-5)
+    # the stock model runs the same modules on the exported (bitwise) weights, and the same
+    # pooling: the same float32 operations, so equal
+    torch.testing.assert_close(scope["embedding"], want, rtol=0, atol=0)
 
 
 def test_every_training_job_wrote_its_tensorboard_events(smoke_run):
@@ -72,6 +74,7 @@ def test_every_training_job_wrote_its_tensorboard_events(smoke_run):
     curve = pd.read_csv(smoke_run / D / "pretrain/moco/metrics.csv")
     logged = curve.dropna(subset=["infonce"])
     assert [e.step for e in acc.Scalars("infonce")] == logged["step"].tolist()
+    # metrics.csv keeps 6 significant digits (%.6g, <= 5e-6 relative); events hold float32
     assert [e.value for e in acc.Scalars("infonce")] == pytest.approx(
         logged["infonce"].tolist(), rel=1e-5)
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import tolerances as tol
 import torch
 import torch.nn.functional as F
 
@@ -32,15 +33,22 @@ def test_infonce_equals_loop():
         neg = [qn[n] @ Q[j] / T for j in range(50)]
         denom = math.exp(pos) + sum(math.exp(v) for v in neg)
         losses.append(-(pos - math.log(denom)))
-    assert float(infonce_loss(q, k, queue, T)) == pytest.approx(np.mean(losses), abs=1e-5)
+    # float32 logits are dots of 16 terms with sum |q_i k_i| <= 1: gamma_16 / T each, in the
+    # positive and in logsumexp; the 51 exps' sum, shift, exp and log roundings: gamma_64
+    f32 = torch.float32
+    assert float(infonce_loss(q, k, queue, T)) == pytest.approx(
+        np.mean(losses), abs=2 * tol.gamma(16, f32) / T + tol.gamma(64, f32))
 
 
 def test_logits_layout_and_fp32():
     q, k, queue = unit(4, 8).bfloat16(), unit(4, 8, seed=5), unit(10, 8, seed=6)
     logits = moco_logits(q, k, queue, 0.07)
     assert logits.shape == (4, 11) and logits.dtype == torch.float32
-    assert torch.allclose(logits[:, 0], (q.float() * k).sum(1) / 0.07)
-    assert torch.allclose(logits[:, 1:], q.float() @ queue.t() / 0.07)
+    # the same float32 dots of 8 terms of unit rows (sum |q_i k_i| <= 1), maybe reordered
+    assert torch.allclose(logits[:, 0], (q.float() * k).sum(1) / 0.07, rtol=0,
+                          atol=tol.sum_rtol(8, torch.float32) / 0.07)
+    assert torch.allclose(logits[:, 1:], q.float() @ queue.t() / 0.07, rtol=0,
+                          atol=tol.sum_rtol(8, torch.float32) / 0.07)
 
 
 def np_pool(x, s):
@@ -58,10 +66,14 @@ def test_intermediate_mse_equals_numpy():
     terms = intermediate_mse(qb, kb, pools, weights)
     for t, q, k, s, w in zip(terms, qb, kb, pools, weights):
         a, b = np_pool(q.double().numpy(), s), np_pool(k.double().numpy(), s)
-        assert float(t) == pytest.approx(w * ((a - b) ** 2).mean(), abs=1e-6)
+        # a float32 mean of <= q.numel() positive squares against float64
+        assert float(t) == pytest.approx(w * ((a - b) ** 2).mean(),
+                                         rel=tol.random_sum_rtol(q.numel(), torch.float32))
     # pooling larger than the map is clamped; 1 is global average pooling
     assert adaptive_pool(qb[3], 16).shape == (3, 32, 2, 2)
-    assert torch.allclose(adaptive_pool(qb[1], 1)[:, :, 0, 0], qb[1].mean((2, 3)))
+    # two orders of a mean of 64 values, near 0: 2 gamma_64 of the largest magnitude
+    assert torch.allclose(adaptive_pool(qb[1], 1)[:, :, 0, 0], qb[1].mean((2, 3)), rtol=0,
+                          atol=tol.sum_rtol(64, torch.float32) * float(qb[1].abs().max()))
 
 
 def test_mse_gradient_only_through_query():
@@ -85,7 +97,10 @@ def test_barlow_twins_equals_reference():
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(32, 20, generator=g), torch.randn(32, 20, generator=g) * 3 + 1
     ours = barlow_twins_loss(z1, z2, lambda_on=1.0, lambda_off=5.1e-3, scale=1.0)
-    assert float(ours) == pytest.approx(float(reference_barlow_twins(z1, z2, 5.1e-3)), rel=1e-5)
+    # c: standardising (mean, var) and a dot of 32 terms, network_rtol(3, 32) apart; the loss
+    # moves by 2 |1 - c_ii| dc_ii (+ off-diagonal), < 4 dc relative here (|c_ii| < 0.5)
+    assert float(ours) == pytest.approx(float(reference_barlow_twins(z1, z2, 5.1e-3)),
+                                        rel=4 * tol.network_rtol(3, 32, torch.float32))
 
 
 def test_barlow_twins_official_weighting_equals_loop():
@@ -101,7 +116,8 @@ def test_barlow_twins_official_weighting_equals_loop():
     off = sum(c[i, j] ** 2 for i in range(6) for j in range(6) if i != j)
     expected = (5e-5 * on + 5e-5 * off) / 32
     got = barlow_twins_loss(torch.tensor(z1), torch.tensor(z2), 5e-5, 5e-5, 1 / 32)
-    assert float(got) == pytest.approx(expected, rel=1e-6)
+    # as above in float64 with N = 16 (|c_ii| < 0.5 here)
+    assert float(got) == pytest.approx(expected, rel=4 * tol.network_rtol(3, 16, torch.float64))
 
 
 def test_barlow_twins_biased_variance_small_batch():

@@ -2,6 +2,7 @@
 naming the file, column or value and leaves nothing half-written; `snakemake data_report`
 builds the data report alone, on a fixture in the CheXpert layout."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,11 @@ def test_bad_input_through_the_dag_is_one_line_and_leaves_nothing(tmp_path):
     r = snakemake("--keep-going", *targets, workdir=work,
                   configfiles=(*SMOKE_CONFIG, cfg), check=False)
     assert r.returncode != 0
-    errors = [ln for ln in (r.stdout + r.stderr).splitlines() if ln.startswith("ERROR: ")]
+    # --keep-going runs every case's job whatever the order; the jobs print concurrently
+    # into one console, so a job's line may follow another's text on the same line: split
+    # before every "ERROR: " as well as at line ends, then match each error to its case
+    text = r.stdout + "\n" + r.stderr
+    errors = [e for e in re.split(r"\n|(?=ERROR: )", text) if e.startswith("ERROR: ")]
     for name, (_, stage, message) in cases.items():
         mine = [ln for ln in errors if f"/data/{name}/" in ln]
         assert len(mine) == 1 and message in mine[0], (name, mine, errors)

@@ -28,7 +28,9 @@ def test_bf16_and_fp32_losses_agree_on_a_fixed_batch(method):
             loss16, logs16 = model(x1, x2, update=False)
     assert loss16.dtype == torch.float32  # losses are computed in fp32
     for k in logs32:
-        assert float(logs16[k]) == pytest.approx(float(logs32[k]), rel=0.03, abs=1e-4), k
+        # bf16 keeps 8 significant bits (u = 2**-8) of each conv/linear input and weight, fp32
+        # sums: ~20 layers adding ~sqrt(2) u at random, sqrt(40) u ~ 0.025 (<= 1 u measured)
+        assert float(logs16[k]) == pytest.approx(float(logs32[k]), rel=0.03), k
 
 
 def test_the_losses_leave_autocast_for_full_precision():

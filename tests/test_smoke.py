@@ -32,7 +32,7 @@ from snakerun import (
     snakemake,
 )
 
-from ilmoco.io import torch_load
+from ilmoco.io import read_json, torch_load
 
 pytestmark = pytest.mark.slow
 D = len(SMOKE_DATASETS)  # job counts per dataset, times the datasets
@@ -135,6 +135,15 @@ def test_every_log_has_a_header_and_an_end(smoke_run):
     assert "test macro_auc" in ev.splitlines()[-2]
     pre = (smoke_run / "results/dr_synth/logs/pretrain_moco.log").read_text()
     assert "epoch 1/2 |" in pre and "epoch 2/2 |" in pre
+    # the demo's numerics: portable, pinned in every job that computes with torch
+    for log in (ft, ev, pre):
+        head = log.splitlines()[0]
+        assert "numerics portable" in head, head
+    assert "numerics portable (ATen AVX2, 1 thread)" in pre.splitlines()[0]
+    metrics = read_json(smoke_run / "results/dr_synth/finetune/moco/labeled_6/seed0/"
+                        "metrics.json")
+    assert metrics["numerics"]["mode"] == "portable" and metrics["numerics"]["aten"] == "AVX2"
+    assert metrics["settings"]["settings"]["numerics"] == "portable"  # a result field
 
 
 def test_results_are_readable_by_colleagues(smoke_run):

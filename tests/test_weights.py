@@ -4,7 +4,9 @@ backbones; the classifier dropped, the stem summed over RGB, the input normalisa
 into the stem; clear errors naming the file and the first mismatched keys."""
 
 import pytest
+import tolerances as tol
 import torch
+import torch.nn.functional as F
 import torchvision
 
 from ilmoco.io import InputError
@@ -71,8 +73,9 @@ def test_timm_layout(tmp_path, name, suffix, channels):
     x = torch.rand(2, channels, 64, 64)
     with torch.no_grad():
         emb, blocks = b(x)
-        torch.testing.assert_close(blocks[3], stock.forward_features(x), rtol=1e-5,
-                                   atol=1e-5)
+        # the same modules on bitwise-equal weights (adapt_input_conv sums the stem as above)
+        # and the same input: the same float32 operations, so equal
+        torch.testing.assert_close(blocks[3], stock.forward_features(x), rtol=0, atol=0)
 
 
 def test_wrapped_and_dataparallel_files(resnet18_sd, tmp_path):
@@ -116,6 +119,18 @@ def stem_out(net, conv, norm, x):
         return getattr(net, norm)(getattr(net, conv)(x))
 
 
+def stem_magnitude(stock, rgb, m, s):
+    """Per output of resnet18's conv1 + bn1 (eval): the sum of the magnitudes of the terms
+    both sides add: the folded conv on x, the folded mean, the stock conv on (x - m) / s."""
+    w, bn = stock.conv1.weight.abs(), stock.bn1
+    with torch.no_grad():
+        conv = (F.conv2d(rgb.abs() + m, w / s, None, 2, 3)
+                + F.conv2d(((rgb - m) / s).abs(), w, None, 2, 3))
+        scale = bn.weight.abs() / torch.sqrt(bn.running_var + bn.eps)
+        mean, bias = 2 * bn.running_mean.abs(), 2 * bn.bias.abs()
+        return (conv + mean[:, None, None]) * scale[:, None, None] + bias[:, None, None]
+
+
 def test_the_input_normalisation_is_folded_into_the_stem(resnet18_sd, tmp_path):
     """The backbone on raw [0, 1] pixels gives what the stock model gives on normalised ones,
     after the stem's BatchNorm (eval mode), away from the border the zero padding reaches;
@@ -131,8 +146,12 @@ def test_the_input_normalisation_is_folded_into_the_stem(resnet18_sd, tmp_path):
         b.eval(), stock.eval()
         ours = stem_out(b, "conv1", "bn1", x)
         theirs = stem_out(stock, "conv1", "bn1", (rgb - m) / s)
-        torch.testing.assert_close(ours[..., 2:-2, 2:-2], theirs[..., 2:-2, 2:-2],
-                                   rtol=1e-4, atol=1e-4)
+        inner = (..., slice(2, -2), slice(2, -2))
+        err = (ours - theirs)[inner].abs()
+        # each side a float32 sum of 147 products, BN's ~6 roundings, the fold's of w / s, m
+        # and the 1-channel stem sum: gamma_(147+16) of the magnitudes; elementwise, near 0 too
+        bound = tol.gamma(147 + 16, torch.float32) * stem_magnitude(stock, rgb, m, s)[inner]
+        assert (err <= bound).all(), float((err / bound).max())
         assert not torch.allclose(ours, theirs, atol=1e-4)  # the border does differ
 
 
@@ -149,5 +168,7 @@ def test_the_fold_into_a_stem_with_a_bias_is_exact(tmp_path):
     x = torch.rand(2, 3, 64, 64)
     m, s = torch.tensor(MEAN)[None, :, None, None], torch.tensor(STD)[None, :, None, None]
     with torch.no_grad():
-        torch.testing.assert_close(b(x)[1][3], stock.forward_features((x - m) / s),
-                                   rtol=1e-4, atol=1e-4)
+        ours, theirs = b(x)[1][3], stock.forward_features((x - m) / s)
+    # norm-wise, the rounding of the two stems carried through: the blocks' layer scale of
+    # 1e-6 leaves 8 reducing layers (stem conv + norm, 3 x norm + conv) of <= 640 terms
+    assert (ours - theirs).norm() <= tol.network_rtol(8, 640, torch.float32) * theirs.norm()

@@ -44,7 +44,10 @@ def git_revision(start: Path | str = ".") -> str:
 
 
 def header(stage: str, what: str = "", settings_digest: str | None = None) -> str:
-    """One line: stage, subject, settings digest, git revision, Python and library versions."""
+    """One line: stage, subject, settings digest, git revision, Python and library versions,
+    the numerics (portable or native, and the kernels torch runs)."""
+    from ilmoco import numerics
+
     versions = [f"python {platform.python_version()}"]
     for mod in ("torch", "numpy", "pandas"):
         if mod in sys.modules:
@@ -52,7 +55,7 @@ def header(stage: str, what: str = "", settings_digest: str | None = None) -> st
     parts = [f"== {stage}" + (f" {what}" if what else ""),
              f"settings {settings_digest}" if settings_digest else None,
              f"git {git_revision(Path(__file__).parent)}", ", ".join(versions),
-             f"host {platform.node()}"]
+             f"numerics {numerics.summary()}", f"host {platform.node()}"]
     return " | ".join(p for p in parts if p)
 
 
@@ -61,6 +64,8 @@ def job_log(path, threads: int | None = None, stage: str = "", what: str = "",
             settings_digest: str | None = None):
     """Send stdout/stderr to ``path`` with a header and a final line; on failure print one
     line to the console too, and exit 1 so Snakemake marks the job failed."""
+    from ilmoco import numerics
+
     if threads:
         import torch
 
@@ -75,9 +80,10 @@ def job_log(path, threads: int | None = None, stage: str = "", what: str = "",
         sys.stderr.flush()
         os.dup2(fh.fileno(), 1)
         os.dup2(fh.fileno(), 2)
-        print(header(stage or Path(sys.argv[0]).stem, what, settings_digest), flush=True)
         failure = None
         try:
+            numerics.verify()  # portable: one thread, AVX2 kernels, or a one-line error
+            print(header(stage or Path(sys.argv[0]).stem, what, settings_digest), flush=True)
             yield
         except CLEAR_ERRORS as e:
             failure = f"ERROR: {str(e).strip(chr(39))}"

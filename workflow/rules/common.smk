@@ -12,6 +12,7 @@ SRC = str(REPO / "src")
 if SRC not in sys.path:
     sys.path.insert(0, SRC)
 
+from ilmoco import numerics  # noqa: E402
 from ilmoco.codehash import code_hash  # noqa: E402
 from ilmoco.config.backbones import backbone_ref  # noqa: E402
 from ilmoco.config.formats import FORMATS  # noqa: E402
@@ -53,6 +54,8 @@ def load_settings():
 
 
 S = load_settings()
+# Every job's process inherits the CPU kernels `numerics` pins (set before it imports torch)
+numerics.apply(config["numerics"])
 DATASETS = list(S.datasets)
 METHODS = S.method_names
 SSL = S.ssl_methods

@@ -72,10 +72,13 @@ rule readme:
         **{f"pretrain:{d}:{m}": PRETRAIN_METRICS.format(dataset=d, method=m)
            for d in DATASETS for m in SSL},
         **seed_table(),
+        **{f"table:{t}": f"results/tables/{t}.csv" for t in TABLES},
         readme="README.md",
     output:
         figure="docs/demo/finetune.png",
         summary="docs/demo/summary.md",
+        # every printed result value: what a rerun is checked against (make demo, tests)
+        values="docs/demo/values.csv",
     params:
         presentation=presentation(),
         # the seed benchmark's table speaks for this run only if it had these settings

@@ -319,7 +319,10 @@ def resolve(config: Mapping) -> RunSettings:
                           f"(defined: {sorted(config['datasets'])})")
     datasets = {d: dataset_settings(d, config["datasets"][d], config["by_format"])
                 for d in config["use_datasets"]}
-    pre = config["pretrain"]
+    # numerics (portable or native) changes the results of every stage that computes floats:
+    # a result field of each of their sections
+    num = {"numerics": config["numerics"]}
+    pre = {**config["pretrain"], **num}
     settings = RunSettings(
         datasets=datasets, methods=resolve_methods(config),
         fractions=tuple(float(p) for p in config["fractions"]),
@@ -330,10 +333,10 @@ def resolve(config: Mapping) -> RunSettings:
                for b in BASES.values()},
         terms={t.name: build(t.settings, pre[t.name], f"pretrain.{t.name}.")
                for t in TERMS.values() if t.settings is not None},
-        finetune=build(FinetuneSettings, config["finetune"], "finetune."),
-        probe=build(ProbeSettings, config["probe"], "probe."),
-        cka=build(CKASettings, config["cka"], "cka."),
-        bootstrap=build(BootstrapSettings, config["bootstrap"], "bootstrap."),
+        finetune=build(FinetuneSettings, {**config["finetune"], **num}, "finetune."),
+        probe=build(ProbeSettings, {**config["probe"], **num}, "probe."),
+        cka=build(CKASettings, {**config["cka"], **num}, "cka."),
+        bootstrap=build(BootstrapSettings, {**config["bootstrap"], **num}, "bootstrap."),
         paired=build(PairedSettings, config["paired"], "paired."),
         data_report=build(DataReportSettings, config["data_report"], "data_report."),
         init=build(InitSettings, config["init"], "init."),

@@ -85,6 +85,9 @@ class TrainingSettings:
     log_every: int
     augment_overrides: Mapping
     optimizer: OptimizerSettings
+    # the top-level `numerics` (ilmoco.numerics): portable pins the CPU kernels; no default
+    # here (fields of the subclasses follow), the schema gives it
+    numerics: str = added("native", default=dataclasses.MISSING)
     device: str = execution()
     data_placement: str = execution()
     checkpoint_every: int = execution()
@@ -142,6 +145,7 @@ class ProbeSettings:
     # the linear-probe table: the block-4 row of layer probing ("layer") or the official
     # Table 1 probe, fine_tune_mocov2.py --only-ll ("only_ll", ilmoco.stages.linear_probe)
     linear: str = added("layer")
+    numerics: str = added("native")  # the top-level `numerics` (ilmoco.numerics)
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ class CKASettings:
     subset: int
     repeats: int
     seed: int
+    numerics: str = added("native")  # the top-level `numerics` (ilmoco.numerics)
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,7 @@ class BootstrapSettings:
     # sd of that interval over the B metric replicates ("replicates"), or over the B x L
     # array of per-label values ("labels": the official chest code, between-label spread)
     paper_interval_spread: str = added("replicates")
+    numerics: str = added("native")  # the top-level `numerics` (ilmoco.numerics)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from ilmoco import numerics
 from ilmoco.config.settings import FinetuneRun, result_fields
 from ilmoco.data.augment import BatchAugment
 from ilmoco.data.batches import BatchSource
@@ -165,6 +166,7 @@ def run(job: FinetuneJob) -> dict:
         "n_val": int(len(val)), "best_epoch": int(stopping.best_epoch),
         "epochs_run": int(state.epoch), "val_best_score": float(stopping.best_score),
         "encoder": job.encoder, "settings": result_fields(r),
+        "numerics": numerics.describe(),
     }
     save_classifier(job.out_model, model, {
         "dataset": r.dataset, "method": r.method, "fraction": float(job.pct),

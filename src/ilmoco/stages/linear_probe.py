@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ilmoco import numerics
 from ilmoco.config.settings import LinearProbeRun, result_fields
 from ilmoco.data.augment import BatchAugment
 from ilmoco.data.batches import BatchSource
@@ -99,6 +100,7 @@ def run(job: LinearProbeJob) -> pd.DataFrame:
     df = pd.DataFrame([row])
     write_csv(job.out_csv, df, float_format="%.6g")
     write_json(job.out_json, {"row": row, **ci, "settings": result_fields(r),
+                              "numerics": numerics.describe(),
                               "model": job.model or "random-init", "history": epochs})
     if resume is not None:
         resume.remove()

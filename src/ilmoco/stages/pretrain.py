@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from ilmoco import dist
+from ilmoco import dist, numerics
 from ilmoco.config.settings import PretrainRun, result_fields
 from ilmoco.data.batches import BatchSource
 from ilmoco.data.cache import ImageCache
@@ -123,7 +123,7 @@ def run(job: PretrainJob) -> None:
             "builder": r.backbone.builder,
             "in_channels": cache.channels, "image_size": cache.size, "seed": s.seed,
             "epochs": int(state.epoch), "selected_epoch": int(selected),
-            "settings": result_fields(r)})
+            "settings": result_fields(r), "numerics": numerics.describe()})
         write_csv(job.out_metrics, pd.DataFrame(state.history), float_format="%.6g")
         resume.remove()
     if dist.is_dist():

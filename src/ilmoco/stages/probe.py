@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ilmoco import numerics
 from ilmoco.config.settings import ProbeRun, result_fields
 from ilmoco.data.augment import BatchAugment
 from ilmoco.data.batches import BatchSource
@@ -109,6 +110,7 @@ def run(job: ProbeJob) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     write_csv(job.out_csv, df, float_format="%.6g")
     write_json(job.out_json, {"rows": rows, "settings": result_fields(r),
+                              "numerics": numerics.describe(),
                               "model": job.model or "random-init"})
     return df
 
@@ -160,8 +162,9 @@ def run_official(job: ProbeJob) -> pd.DataFrame:
     write_csv(job.out_csv, df, float_format="%.6g")
     write_json(job.out_json, {
         "rows": rows, "settings": result_fields(r), "model": job.model or "random-init",
-        "protocol": "official", "reported_officially": "val_score (the official probing "
-        "code evaluated validation only; estimate and ci_* are test, reported here too)",
+        "numerics": numerics.describe(), "protocol": "official",
+        "reported_officially": "val_score (the official probing code evaluated validation "
+        "only; estimate and ci_* are test, reported here too)",
         "history": [h for h in state.history if "loss" not in h]})
     if resume is not None:
         resume.remove()

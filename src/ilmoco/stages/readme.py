@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ilmoco.io import write_text
+from ilmoco.io import write_csv, write_text
+from ilmoco.reporting import digest
 from ilmoco.reporting.seeds import read_table as read_seed_table
 from ilmoco.reporting.seeds import seed_summary
 from ilmoco.reporting.summary import demo_markdown, pretraining_rows
@@ -16,11 +17,13 @@ from ilmoco.reporting.summary import demo_markdown, pretraining_rows
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
 
 
-def run(*, inputs, presentation: dict, out_figure, out_summary, settings: str = "") -> None:
+def run(*, inputs, presentation: dict, out_figure, out_summary, out_values=None,
+        settings: str = "") -> None:
     """``inputs``: the rule's named files (``figure``, ``finetune``, ``paired``, ``layer``,
-    ``pretrain:<dataset>:<method>``, ``readme``, and ``seeds``, the seed-variance benchmark's
-    table, where one is recorded); ``settings``: this run's settings digest, which the table
-    must carry to speak for it."""
+    ``pretrain:<dataset>:<method>``, ``table:<name>``, ``readme``, and ``seeds``, the
+    seed-variance benchmark's table, where one is recorded); ``settings``: this run's
+    settings digest, which the table must carry to speak for it; ``out_values``: the digest
+    of every printed result value (:mod:`ilmoco.reporting.digest`)."""
     inp, view = inputs, presentation
     summary, facts = None, None
     if inp.get("seeds"):
@@ -37,6 +40,8 @@ def run(*, inputs, presentation: dict, out_figure, out_summary, settings: str = 
                          seed_facts=facts,
                          seeds_current=bool(facts) and facts.get("settings") == settings)
     write_text(out_summary, text)
+    if out_values:
+        write_csv(out_values, digest.values(Path(inp["finetune"]).parent))
     readme = Path(inp["readme"])
     old = readme.read_text()
     if START not in old or END not in old:
