@@ -61,14 +61,17 @@ def test_seed_variance_benchmark_runs_the_workflows_stages(tmp_path, smoke_run):
     assert facts["settings"] and "seeds [0, 1]" in facts["header"]
     # each seed's control is the pretraining's own starting point: it changes with the seed
     controls = table.groupby("seed")["control"].first()
+    # approx's default rel 1e-6: two seeds' controls differ in the first digits, not the sixth
     assert controls[0] != pytest.approx(controls[1])
     zero = table[table["seed"] == 0].set_index("method")
     res = smoke_run / "results/dr_synth"
     for m in methods - {"supervised"}:
         dag = pd.read_csv(res / f"probe/{m}/probe.csv").set_index("block")
+        # the benchmark's CSV holds 6 significant digits (%.6g): values in [0, 1] within 5e-7
         assert zero.loc[m, "probe"] == pytest.approx(dag.loc["block4", "estimate"], abs=1e-6)
     for m in methods:
         dag = json.loads((res / f"finetune/{m}/labeled_6/seed0/metrics.json").read_text())
+        # the same 6 significant digits as above
         assert zero.loc[m, "finetune"] == pytest.approx(dag["estimate"], abs=1e-6), m
 
 
@@ -85,6 +88,7 @@ def test_decode_benchmark_runs_on_cpu_and_writes_json(tmp_path):
     assert {"floor", "draft8", "scale"} <= set(r["eyepacs_crop"]) and "floor" not in r["nih"]
     # a ratio is the median of the per-round ratios of the same run
     project, decode = r["nih"]["project"]["passes"], r["nih"]["decode"]["passes"]
+    # the same median of the same float64 ratios, recomputed: equal up to one rounding
     assert saved["ratios"]["nih: project/decode"] == pytest.approx(
         statistics.median(a / b for a, b in zip(project, decode)))
     assert set(saved["verdicts"]) == {"nih >= 0.8 x decode", "eyepacs_crop >= 0.8 x floor"}

@@ -23,21 +23,25 @@ def test_masked_labels_leave_loss_metrics_and_stratification():
     p = rng.random((60, 3))
     known = y >= 0
     expected = np.mean([roc_auc_score(y[known[:, j], j], p[known[:, j], j]) for j in range(3)])
+    # float64 metrics of the same known entries, two implementations: approx's rel 1e-6 is
+    # rounding room only
     assert macro_auc(y, p)[0] == pytest.approx(expected)
     from sklearn.metrics import f1_score
 
     f1 = np.mean([f1_score(y[known[:, j], j], p[known[:, j], j] > 0.5) for j in range(3)])
-    assert f1_macro(y, p)[0] == pytest.approx(f1)
+    assert f1_macro(y, p)[0] == pytest.approx(f1)  # ratios of counts: one rounding each
     acc = np.mean([((p[i] > 0.5) == y[i])[known[i]].mean() for i in range(60) if known[i].any()])
-    assert accuracy(y, p)[0] == pytest.approx(acc)
+    assert accuracy(y, p)[0] == pytest.approx(acc)  # means of 60 shares: ~60 u ~ 7e-15
     # the loss: mean BCE over known entries only
     logits = torch.randn(60, 3, dtype=torch.float64)
     yt = torch.from_numpy(y)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(
         logits[yt >= 0], yt[yt >= 0].double())
+    # float64 BCE means over the same ~144 known entries, summed in other orders: ~1e-14
     assert loss_fn(logits, yt, "multilabel", masked=True).item() == pytest.approx(bce.item())
     probs = torch.sigmoid(logits).numpy()
     ce = -(y * np.log(probs) + (1 - y) * np.log(1 - probs))[known].mean()
+    # float64 cross-entropy over the same entries, two orders of summation
     assert prediction_loss(y, probs, "multilabel") == pytest.approx(ce)
     # stratification: a masked entry is no positive (the same folds as with it set to 0)
     meta = DatasetMeta("image_table", "multilabel", ["a", "b", "c"], 1, 3)
@@ -61,4 +65,5 @@ def test_masked_labels_in_the_knn_monitor():
     w = np.exp(q @ b.T)
     keep = y[:, 0] >= 0
     expected = (w[:, keep] * y[keep, 0]).sum(1) / w[:, keep].sum(1)
+    # float64 weighted votes over 20 neighbours: ~20 u ~ 2e-15, inside the default rtol 1e-7
     np.testing.assert_allclose(s[:, 0], expected)

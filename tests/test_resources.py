@@ -28,12 +28,14 @@ def test_finetune_requests_grow_with_the_labelled_images():
     work = res.finetune_work(n, s.finetune, 100)
     expected = 100 * 70_000 / TABLE["gpu"]["finetune"]["resnet18"] + (
         100 * 20_000 + 2 * 10_000) / TABLE["gpu"]["inference"]["resnet18"]
+    # the same float64 formula: approx's default rel 1e-6 is rounding room only
     assert res.seconds(work, "finetune", 224, TABLE) == pytest.approx(expected)
     # 448 px costs four times the compute of 224 px
     assert res.seconds(work, "finetune", 448, TABLE) == pytest.approx(4 * expected)
     # a fraction's own epochs (epochs_by_fraction) are the ones requested
     short = resolve(validated(merge(demo_config(), {"finetune": {
         "epochs": 100, "epochs_by_fraction": {100: 10}}})))
+    # the same float64 formula on a tenth of the images
     assert res.finetune_work(n, short.finetune, 100).train == pytest.approx(work.train / 10)
 
 
@@ -82,6 +84,7 @@ def test_calibration_recovers_the_rates(tmp_path):
             TABLE["gpu"]["inference"][work.arch] * scale)
         (bench / "dr" / name).write_text(f"s\th:m:s\tmax_rss\n{secs}\t0:00:00\t1\n")
     fitted = res.calibrate(results, bench, TABLE, min_seconds=0)
+    # calibrate rounds a fitted GPU rate to 0.1 images/s: relative 6e-5 at 900
     assert fitted["gpu"]["pretrain"]["resnet18"] == pytest.approx(900, rel=1e-3)
     assert fitted["gpu"]["finetune"]["resnet18"] == pytest.approx(1500, rel=1e-3)
     assert fitted["gpu"]["pretrain"]["resnet50"] == TABLE["gpu"]["pretrain"]["resnet50"]
@@ -97,6 +100,7 @@ def test_estimate_of_a_run_before_any_data():
     size = s.datasets["dr"].image_size
     one = sum(res.seconds(res.finetune_work(n, s.finetune, p), "finetune", size, TABLE)
               for p in (1, 100))
+    # a float64 sum of the same per-job hours
     assert hours["finetune"] == pytest.approx(len(s.method_names) * one / 3600)
 
 
@@ -167,6 +171,7 @@ def test_paper_eyepacs_cache_estimate():
     on the rule's 4 threads; the benchmark compares this with the measured cost."""
     header = Header("JPEG", 3888, 2592, 3)
     secs = res.cache_seconds([header], 88_702, 4, 299, TABLE)
+    # the same float64 model, evaluated once per image and once for all
     assert secs == pytest.approx(88_702 * model_ms(3888, 2592, 4, 299,
                                                    TABLE["cpu"]["decode"]) / 1000 / 4)
 
@@ -196,8 +201,10 @@ def test_calibration_refits_the_decode_model_from_cache_benchmarks(tmp_path):
     fitted = res.calibrate(results, bench, TABLE, min_seconds=0)
     refit = fitted["cpu"]["decode"]
     for key in ("image_ms", "source_ms", "decoded_ms"):
+        # calibrate keeps 3 significant digits of a decode rate: these rates' rounding < 2e-3
         assert refit["jpeg"][key] == pytest.approx(2.5 * rates["jpeg"][key], rel=2e-3)
     assert refit["png"] == rates["png"] and refit["output_ms"] == rates["output_ms"]
+    # from the 3-digit rates above: the same < 2e-3 relative
     assert res.decode_cost(Header("JPEG", 3888, 2592, 3), 299, fitted) == pytest.approx(
         true_ms / 1000, rel=2e-3)
     assert fitted["measured"]["jobs"] == {"cache/jpeg": 1}

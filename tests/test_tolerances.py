@@ -1,7 +1,8 @@
 """Every floating-point tolerance of the suite says where it comes from: a tolerance argument
 (``atol``, ``rtol``, ``abs``, ``rel``), a library default (``pytest.approx(x)``,
 ``torch.allclose(a, b)``) or a comparison with a small literal (``err < 1e-5``) has a comment
-on its lines or just above them, or is computed by ``tests/tolerances.py``. Library defaults
+on its lines or just above them (above a run of consecutive comparisons: for the run), or is
+computed by ``tests/tolerances.py``. Library defaults
 may instead be explained once, in a paragraph of the module docstring that starts with
 ``Tolerances:``."""
 
@@ -53,13 +54,16 @@ def undocumented(path: Path) -> list[str]:
     comments = comment_lines(text)
     doc = ast.get_docstring(tree) or ""
     defaults_explained = "Tolerances:" in doc
+    found = list(tolerances(tree))
+    # a comment above a run of consecutive comparisons speaks for the whole run
+    grouped = {n for first, last, _ in found for n in range(first, last + 1)}
     bad = []
-    for first, last, kind in tolerances(tree):
+    for first, last, kind in found:
         span = " ".join(lines[first - 1:last])
         if HELPER in span or "tol." in span:
             continue
-        above = first - 1  # the comment block that ends just above the statement
-        while above >= 1 and lines[above - 1].lstrip().startswith("#"):
+        above = first - 1  # the comment block (or run of comparisons) just above
+        while above >= 1 and (lines[above - 1].lstrip().startswith("#") or above in grouped):
             above -= 1
         if any(n in comments for n in range(above, last + 1)):
             continue
@@ -82,11 +86,12 @@ def test_the_check_finds_what_it_is_for(tmp_path):
                    "    assert 1.0 == pytest.approx(1.0, abs=1e-6)\n"          # caught
                    "    # float64 sum of 10 terms: 10 * 2**-53\n"
                    "    assert 1.0 == pytest.approx(1.0, abs=1e-12)\n"         # commented
+                   "    x = 1\n"
                    "    assert err(1) < 1e-5\n"                                # caught
                    "    assert x == pytest.approx(y, abs=tol.gamma(3, 'float64'))\n"  # helper
                    "    assert x == pytest.approx(y)\n"                        # a default
                    "    torch.testing.assert_close(a, b, rtol=0, atol=0)\n")   # exact
-    assert [b.split(":")[1] for b in undocumented(src)] == ["3", "6", "8"]
+    assert [b.split(":")[1] for b in undocumented(src)] == ["3", "7", "9"]
     src.write_text('"""Tolerances: approx defaults compare float64 formulas."""\n'
                    + "\n".join(src.read_text().splitlines()[1:]))
-    assert [b.split(":")[1] for b in undocumented(src)] == ["3", "6"]
+    assert [b.split(":")[1] for b in undocumented(src)] == ["3", "7"]
