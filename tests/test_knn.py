@@ -21,12 +21,14 @@ def test_votes_equal_a_direct_computation():
     multi = rng.integers(0, 2, (30, 3))
     got = knn_scores(bank, multi, q, k=7, temperature=0.1, task="multilabel", n_classes=3)
     for i in range(4):
-        # float64 sums over k = 7 neighbours of weights exp(s / T) <= e**10: relative 7 u ~ 1e-15
-        np.testing.assert_allclose(got[i], direct(bank, multi, q[i], 7, 0.1), atol=1e-12)
+        # float64 cosines (~8 u) scaled by 1 / T = 10 in exp, then a weighted mean of 7 0/1
+        # votes: <= 2 x 80 u = 2e-14 apart; 1e-12 leaves 50x (rtol=0: the error is absolute)
+        np.testing.assert_allclose(got[i], direct(bank, multi, q[i], 7, 0.1), rtol=0,
+                                   atol=1e-12)
     binary = rng.integers(0, 2, 30)
     got = knn_scores(bank, binary, q, k=5, temperature=0.07, task="binary", n_classes=2)
     for i in range(4):
-        # the same float64 computation as above: far inside approx's default rel 1e-6
+        # as above with 1 / T = 14 (~3e-14): far inside approx's default rel 1e-6
         assert got[i] == pytest.approx(direct(bank, np.eye(2)[binary], q[i], 5, 0.07)[1])
 
 

@@ -23,8 +23,8 @@ def test_masked_labels_leave_loss_metrics_and_stratification():
     p = rng.random((60, 3))
     known = y >= 0
     expected = np.mean([roc_auc_score(y[known[:, j], j], p[known[:, j], j]) for j in range(3)])
-    # float64 metrics of the same known entries, two implementations: approx's rel 1e-6 is
-    # rounding room only
+    # float64 AUCs of <= 54 known entries: pair counts against scikit-learn's trapezoid,
+    # ~4 * 54 u = 2e-14 apart; approx's default rel 1e-6 is far above
     assert macro_auc(y, p)[0] == pytest.approx(expected)
     from sklearn.metrics import f1_score
 
@@ -37,11 +37,13 @@ def test_masked_labels_leave_loss_metrics_and_stratification():
     yt = torch.from_numpy(y)
     bce = torch.nn.functional.binary_cross_entropy_with_logits(
         logits[yt >= 0], yt[yt >= 0].double())
-    # float64 BCE means over the same ~144 known entries, summed in other orders: ~1e-14
+    # float64 BCE means over the same 143 known entries, summed in other orders:
+    # tol.sum_rtol(143) = 3e-14 of the mean; approx's default rel 1e-6 is far above
     assert loss_fn(logits, yt, "multilabel", masked=True).item() == pytest.approx(bce.item())
     probs = torch.sigmoid(logits).numpy()
     ce = -(y * np.log(probs) + (1 - y) * np.log(1 - probs))[known].mean()
-    # float64 cross-entropy over the same entries, two orders of summation
+    # the same float64 formula on the same probabilities and 143 entries (the clip to
+    # [1e-7, 1 - 1e-7] idle: |logit| < 16): equal up to a rounding or two
     assert prediction_loss(y, probs, "multilabel") == pytest.approx(ce)
     # stratification: a masked entry is no positive (the same folds as with it set to 0)
     meta = DatasetMeta("image_table", "multilabel", ["a", "b", "c"], 1, 3)

@@ -37,8 +37,18 @@ def schema_properties(*path) -> set:
 def test_one_dataclass_field_per_schema_key(path, cls):
     """A setting is added end to end by one schema property and one dataclass field: the
     two always name the same keys."""
-    fields = {f.name for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls)} - set(st.TOP_LEVEL_FIELDS)
     assert fields | (PLUGGED if path == ("pretrain",) else set()) == schema_properties(*path)
+
+
+def test_top_level_result_fields_are_top_level_keys_and_reach_every_compute_section():
+    top = set(yaml.safe_load(SCHEMA.read_text())["properties"])
+    assert set(st.TOP_LEVEL_FIELDS) <= top
+    s = tiny_settings(numerics="portable")
+    for section in (s.pretrain, s.finetune, s.probe, s.cka, s.bootstrap):
+        assert section.numerics == "portable"
+        assert st.result_fields(section)["numerics"] == "portable"
+    assert "numerics" not in st.result_fields(tiny_settings(numerics="native").pretrain)
 
 
 def test_execution_fields_are_not_result_fields():

@@ -22,7 +22,8 @@ def reps(n=60, p=10, seed=0):
 
 def test_identity_is_one():
     x, _ = reps()
-    # float64 CKA of a representation with itself: 1 up to ~60**2 u ~ 4e-13 (approx rel 1e-6)
+    # numerator and denominator are the same float64 sums: 1 up to a rounding or two, far
+    # inside approx's default rel 1e-6
     assert linear_cka(x, x) == pytest.approx(1.0)
     assert rbf_cka(x, x) == pytest.approx(1.0)
 
@@ -31,8 +32,8 @@ def test_invariant_to_orthogonal_maps_and_isotropic_scaling():
     x, y = reps()
     q = ortho_group.rvs(10, random_state=1)
     base = linear_cka(x, y)
-    # float64 HSIC sums over 60 x 60 Gram entries of O(1): gamma_3600 ~ 4e-13 per sum; the ratio
-    # of three sums stays below 1e-10 with 100x to spare
+    # float64 HSIC: 60 x 60 centred Gram products, rounding <= gamma_3600 = 4e-13 of the CKA's
+    # denominator (Cauchy-Schwarz; linear CKA: shorter sums); 2 CKAs x 2: 1e-10 leaves 60x
     assert linear_cka(x @ q, y) == pytest.approx(base, abs=1e-10)
     assert linear_cka(3.7 * x, 0.2 * y) == pytest.approx(base, abs=1e-10)
     assert rbf_cka(x @ q, y) == pytest.approx(rbf_cka(x, y), abs=1e-10)
@@ -47,7 +48,8 @@ def test_not_invariant_to_arbitrary_invertible_maps():
 
 def test_linear_cka_equals_hsic_of_gram_matrices():
     x, y = reps(n=25)
-    # the same float64 sums in another order (gamma_3600 ~ 4e-13), as above
+    # the same CKA through 25 x 25 Gram matrices: 4 gamma_625 = 3e-13, as above; 1e-10 leaves
+    # 300x
     assert linear_cka(x, y) == pytest.approx(kernel_cka(x @ x.T, y @ y.T), abs=1e-10)
 
 
@@ -62,7 +64,8 @@ def test_direct_formula_small_inputs():
         return np.trace(a @ h @ b @ h) / (n - 1) ** 2
 
     expected = hsic(k, l) / np.sqrt(hsic(k, k) * hsic(l, l))
-    # a closed form in float64 against the implementation: inside approx's default rel 1e-6
+    # 4 x 4 traces against the Frobenius form: float64 sums of <= 16 terms, a few dozen u;
+    # approx's default rel 1e-6 is far above
     assert linear_cka(x, y) == pytest.approx(expected)
 
 
@@ -74,7 +77,8 @@ def test_rbf_median_bandwidth_direct():
         sigma = np.median(d[np.triu_indices(len(a), 1)])
         return np.exp(-(d**2) / (2 * sigma**2))
 
-    # the same float64 sums in another order (gamma_3600 ~ 4e-13), as above
+    # 15 x 15 Gram matrices, distances by differences against |a|^2 + |b|^2 - 2ab (a few u of
+    # |x|^2 each): ~4 gamma_225 = 1e-13, as above; 1e-10 leaves 1000x
     assert rbf_cka(x, y) == pytest.approx(kernel_cka(gram(x), gram(y)), abs=1e-10)
 
 
@@ -113,13 +117,15 @@ def test_fixed_sigma_rbf_averaged_over_subsets_matches_independent_computation()
     subs = cka_subsets(90, 40, 7, seed=1)
     r = cka_over_subsets(x, y, subs, kernel="rbf_fixed", sigma=0.8, level=0.9)
     ref = np.array([yuanli_rbf_cka(x[s], y[s], 0.8) for s in subs])
-    # mean, sd and percentiles of 7 float64 CKAs of 40 x 40 Gram sums: ~1e-13
+    # 7 CKAs of 40 x 40 Gram matrices, 4 gamma_1600 = 7e-13 apart (as above); their mean, sd
+    # and percentiles move no more: 1e-10 leaves 100x
     assert r["cka"] == pytest.approx(ref.mean(), abs=1e-10)
     assert r["std"] == pytest.approx(ref.std(), abs=1e-10)
     assert r["ci_low"] == pytest.approx(np.percentile(ref, 5), abs=1e-10)
     assert r["ci_high"] == pytest.approx(np.percentile(ref, 95), abs=1e-10)
     assert r["n"] == 40 and r["repeats"] == 7
-    # the official formula in float64 against ours on the same data: rel 1e-6 default
+    # the official formula on 90 x 90 Gram matrices: 4 gamma_8100 = 4e-12 apart (as above),
+    # far inside approx's default rel 1e-6
     assert cka(x, y, "rbf_fixed", sigma=0.8) == pytest.approx(yuanli_rbf_cka(x, y, 0.8))
     # a fixed bandwidth is not scale invariant (unlike the median heuristic)
     assert cka(10 * x, y, "rbf_fixed", sigma=0.8) != pytest.approx(cka(x, y, "rbf_fixed"))

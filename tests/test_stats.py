@@ -1,8 +1,15 @@
 """Metrics agree with scikit-learn; the vectorised bootstrap equals explicit resampling and
-its percentile CI covers a known AUC about 95 % of the time; KS equals scipy."""
+its percentile CI covers a known AUC about 95 % of the time; KS equals scipy.
+
+Tolerances: the ``pytest.approx`` defaults (rel 1e-6) compare float64 values computed two
+ways from the same counts: metrics of <= 400 images (ratios of counts; scikit-learn's AUC a
+trapezoid of <= n steps) and a mean of three numbers, ~n u <= 1e-13 apart. One pair or image
+miscounted moves a macro AUC over L labels by >= 4 / (L n**2) >= 6e-6 (n = 400, L = 4
+classes), an F1, an accuracy or a KS distance by more."""
 
 import numpy as np
 import pytest
+import tolerances as tol
 from scipy.stats import ks_2samp, norm
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
@@ -30,7 +37,8 @@ def binary(n=200, seed=0, ties=False):
 @pytest.mark.parametrize("ties", [False, True])
 def test_auc_equals_sklearn(ties):
     y, p = binary(ties=ties)
-    # an AUC is a ratio of pair counts: float64, one rounding (2**-53) on each side
+    # float64 AUC <= 1: ours divides exact pair counts once; scikit-learn's trapezoid rounds a
+    # few times in each of <= 200 steps of size <= 1 (~4 * 200 u = 9e-14): 1e-12 leaves 10x
     assert float(weighted_auc(y, p)[0]) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
 
 
@@ -40,7 +48,6 @@ def test_weighted_metrics_equal_explicit_resampling():
     W = resample_weights(np.arange(len(y)), 5, rng)
     for b in range(5):
         idx = np.repeat(np.arange(len(y)), W[b].astype(int))
-        # weighted and repeated-image AUCs: the same pair counts in float64 (default rel 1e-6)
         assert weighted_auc(y, p, W)[b] == pytest.approx(roc_auc_score(y[idx], p[idx]))
         assert f1_macro(y, p, W)[b] == pytest.approx(
             f1_score(y[idx], (p[idx] > 0.5).astype(int), average="macro"))
@@ -51,13 +58,11 @@ def test_multilabel_macro_auc_and_f1():
     rng = np.random.default_rng(2)
     y = (rng.random((300, 5)) < [0.4, 0.2, 0.1, 0.05, 0.3]).astype(int)
     p = np.clip(y * 0.3 + rng.random((300, 5)) * 0.7, 0, 1)
-    # against scikit-learn on the same float64 data: default rel 1e-6 is rounding room only
     assert float(macro_auc(y, p)[0]) == pytest.approx(roc_auc_score(y, p, average="macro"))
     assert float(f1_macro(y, p)[0]) == pytest.approx(
         f1_score(y, (p > 0.5).astype(int), average="macro", zero_division=0))
     y[:, 3] = 0  # a label with no positive is skipped, as a NaN-mean over labels
     expected = np.mean([roc_auc_score(y[:, j], p[:, j]) for j in (0, 1, 2, 4)])
-    # a hand-computed float64 value: default rel 1e-6
     assert float(macro_auc(y, p)[0]) == pytest.approx(expected)
 
 
@@ -66,7 +71,6 @@ def test_multiclass_macro_auc():
     y = rng.integers(0, 4, 400)
     logits = rng.normal(size=(400, 4)) + np.eye(4)[y]
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    # against scikit-learn on the same float64 data: default rel 1e-6
     assert float(macro_auc(y, p)[0]) == pytest.approx(roc_auc_score(y, p, multi_class="ovr"))
     assert float(f1_macro(y, p)[0]) == pytest.approx(f1_score(y, p.argmax(1), average="macro"))
 
@@ -75,7 +79,6 @@ def test_tuned_threshold_is_the_best_positive_f1():
     y, p = binary(120, seed=4)
     t = best_f1_threshold(y, p)
     best = max(f1_score(y, (p >= c).astype(int)) for c in np.unique(p))
-    # the best F1 over thresholds, recomputed in float64: default rel 1e-6
     assert float(f1_at_threshold(y, p, t)[0]) == pytest.approx(best)
 
 
@@ -113,16 +116,14 @@ def test_bootstrap_is_seeded_and_wider_than_the_paper_formula():
 def test_ks_equals_scipy():
     rng = np.random.default_rng(6)
     a, b = rng.random(100), rng.random(80) ** 2
-    # a KS statistic is a difference of two counts over n: exact up to one division
     assert ks_distance(a, b)["ks"] == pytest.approx(ks_2samp(a, b).statistic)
     A, B = rng.random((100, 3)), rng.random((100, 3)) ** 1.5
     expected = np.mean([ks_2samp(A[:, j], B[:, j]).statistic for j in range(3)])
-    assert ks_distance(A, B)["ks"] == pytest.approx(expected)  # a mean of 3 such: same
+    assert ks_distance(A, B)["ks"] == pytest.approx(expected)
 
 
 def test_mean_ci_across_seeds():
     r = mean_ci_across_seeds([0.8, 0.82, 0.78])
-    # the mean of three float64 estimates written as 0.7, 0.8, 0.9: default rel 1e-6
     assert r["estimate"] == pytest.approx(0.8) and r["n_seeds"] == 3
     assert r["ci_low"] < 0.8 < r["ci_high"]
     one = mean_ci_across_seeds([0.7])
@@ -144,7 +145,8 @@ def test_paper_interval_is_the_official_standard_error():
         reps.append(roc_auc_score(y[idx], p[idx]))
     reps = np.array(reps)
     half = 1.96 * reps.std() / np.sqrt(300)
-    # a float64 mean of 300 AUCs in [0, 1]: gamma_300 ~ 3e-14 each side, 1e-12 leaves 15x
+    # each replicate an AUC of 80 images (<= 4 * 80 u = 4e-14 apart, as above); their mean
+    # and sd over 300 (in the same order) add a few u: 1e-12 leaves 20x
     assert r["paper_mean"] == pytest.approx(reps.mean(), abs=1e-12)
     assert r["paper_ci_low"] == pytest.approx(reps.mean() - half, abs=1e-12)
     assert r["paper_ci_high"] == pytest.approx(reps.mean() + half, abs=1e-12)
@@ -169,15 +171,17 @@ def test_the_chest_paper_interval_has_the_spread_between_labels():
     auc = np.array([[roc_auc_score(y[idx, j], p[idx, j]) for j in range(L)]
                     for idx in (np.repeat(np.arange(n), w.astype(int)) for w in W)])
     half = 1.96 * auc.std() / np.sqrt(B)
-    # a float64 mean over 240 x 5 AUCs in [0, 1]: gamma_1200 ~ 1.3e-13 each side
+    # 240 x 5 AUCs of 150 images (<= 4 * 150 u = 7e-14 apart, as above); a mean of 1200 values
+    # <= 1 in any order adds tol.sum_rtol(1200) = 3e-13, the sd less: 1e-12 leaves 3x
     assert r["paper_mean"] == pytest.approx(auc.mean(), abs=1e-12)
     assert r["paper_ci_low"] == pytest.approx(auc.mean() - half, abs=1e-12)
     assert r["paper_ci_high"] == pytest.approx(auc.mean() + half, abs=1e-12)
     # the same formula on the macro replicates (histopathology, retina) is far narrower
     macro = metric_interval(y, p, "macro_auc", None, None, BootstrapSettings(
         resamples=B, seed=3, level=0.95, paper_interval=True))
-    # both means over the same draws' AUCs in float64, summed in other orders: as above
-    assert macro["paper_mean"] == pytest.approx(r["paper_mean"], abs=1e-12)
+    # the same 240 x 5 AUCs (<= 1), as 240 means of 5 labels and as one mean
+    assert macro["paper_mean"] == pytest.approx(
+        r["paper_mean"], abs=tol.sum_rtol(B * L, "float64"))
     assert macro["paper_ci_high"] - macro["paper_ci_low"] < 0.25 * (
         r["paper_ci_high"] - r["paper_ci_low"])
     # one label: the two are the same

@@ -19,6 +19,7 @@ from ilmoco.config.bases import BASES
 from ilmoco.config.formats import FORMATS
 from ilmoco.config.methods import CONTROL, PREDEFINED, Method, variant
 from ilmoco.config.settings import (
+    TOP_LEVEL_FIELDS,
     BootstrapSettings,
     CacheSettings,
     CKARun,
@@ -321,7 +322,7 @@ def resolve(config: Mapping) -> RunSettings:
                 for d in config["use_datasets"]}
     # numerics (portable or native) changes the results of every stage that computes floats:
     # a result field of each of their sections
-    num = {"numerics": config["numerics"]}
+    num = {k: config[k] for k in TOP_LEVEL_FIELDS}
     pre = {**config["pretrain"], **num}
     settings = RunSettings(
         datasets=datasets, methods=resolve_methods(config),

@@ -51,6 +51,11 @@ def _omitted(f, value) -> bool:
     return "legacy" in f.metadata and value == f.metadata["legacy"]
 
 
+# Result fields of several sections that the config sets once, at its top level: resolve
+# copies them into each section that has them (a portable run's every compute stage reruns)
+TOP_LEVEL_FIELDS = ("numerics",)
+
+
 @dataclass(frozen=True)
 class OptimizerSettings:
     name: str
