@@ -3,7 +3,7 @@
     L = InfoNCE(q, k, queue) + Σ_i w_i · term(q_i, k_i)
 
 with q from the query encoder on view 1, k from the momentum (key) encoder on view 2, and the
-term (none, MSE or Barlow Twins, see ``intermediate``) on the block outputs. Only the query
+term (none, MSE or Barlow Twins, see ``ilmoco.models.terms``) on the block outputs. Only the query
 encoder (and the term's projectors) learn; the key encoder follows by EMA.
 
 BatchNorm (``bn``): with one GPU, MoCo's shuffle-BN is a no-op, so choose
