@@ -88,7 +88,7 @@ def prepare_data(config: dict, dataset: str, work: Path) -> dict:
     layout, manifest, split and cache."""
     from ilmoco.config.formats import FORMATS
     from ilmoco.config.resolve import resolve
-    from ilmoco.config.settings import result_fields
+    from ilmoco.config.settings.fields import result_fields
     from ilmoco.stages import cache, manifest, split, synthetic
 
     s = resolve(with_seed(config, 0))

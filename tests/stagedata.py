@@ -14,7 +14,7 @@ from ilmoco.config.backbones import backbone_ref
 from ilmoco.config.bases import BASES
 from ilmoco.config.formats import FORMATS
 from ilmoco.config.resolve import resolve
-from ilmoco.config.settings import TermSpec
+from ilmoco.config.settings.pretrain import TermSpec
 from ilmoco.config.terms import TERMS
 from ilmoco.data.decode import build_cache
 from ilmoco.data.readers import read_manifest

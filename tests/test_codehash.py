@@ -1,6 +1,8 @@
 """The code hash behind precise reruns: blind to comments, docstrings and formatting, and
 covering exactly the modules a stage's script imports."""
 
+import ast
+
 import pytest
 from snakerun import ROOT
 
@@ -69,6 +71,34 @@ def test_each_stage_depends_only_on_what_it_imports():
     byol = code_hash(SCRIPTS / "pretrain.py", "ilmoco.models.bases.byol")
     assert moco != byol != code_hash(SCRIPTS / "pretrain.py")
     assert code_hash(SCRIPTS / "pretrain.py") != code_hash(SCRIPTS / "split.py")
+
+
+# The settings modules of one stage, and those that several stages share
+STAGE_SETTINGS = {"pretrain", "finetune", "linear_probe", "probe", "cka", "paired", "init",
+                  "data"}
+SHARED_SETTINGS = {"__init__", "fields", "training", "backbone", "bootstrap"}
+# script -> the stage settings its job may read (the shared ones aside)
+OWN_SETTINGS = {"pretrain.py": {"pretrain"}, "finetune.py": {"finetune"},
+                "linear_probe.py": {"linear_probe", "finetune"}, "probe.py": {"probe"},
+                "cka.py": {"cka"}, "init_encoder.py": {"init"}, "evaluate.py": set(),
+                "paired.py": set(), "export.py": set(), "cache.py": set(), "ks.py": set()}
+
+
+def test_the_settings_are_one_module_per_stage():
+    """Every settings module is a stage's or a shared one (a new one is placed here)."""
+    found = {p.stem for p in (ROOT / "src/ilmoco/config/settings").glob("*.py")}
+    assert found == STAGE_SETTINGS | SHARED_SETTINGS
+    init = ast.parse((ROOT / "src/ilmoco/config/settings/__init__.py").read_text())
+    assert not [n for n in ast.walk(init) if isinstance(n, (ast.Import, ast.ImportFrom))]
+
+
+@pytest.mark.parametrize("script", sorted(OWN_SETTINGS))
+def test_a_stage_reads_only_its_own_settings(script):
+    """An edit of one stage's settings module changes the code hash of that stage (and of
+    those reading its results) only: e.g. a CKA setting reruns no pretraining."""
+    read = {p.removeprefix("config/settings/").removesuffix(".py") for p in names(script)
+            if p.startswith("config/settings/")}
+    assert read - SHARED_SETTINGS == OWN_SETTINGS[script]
 
 
 @pytest.mark.parametrize("script", COMPUTE)

@@ -10,7 +10,7 @@ import torch
 from snakerun import readme_recipe
 
 from ilmoco.config.backbones import backbone_ref
-from ilmoco.config.settings import digest
+from ilmoco.config.settings.fields import digest
 from ilmoco.models.backbone import build_backbone
 from ilmoco.stages import export
 from ilmoco.training.checkpoints import save_encoder

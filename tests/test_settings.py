@@ -7,19 +7,27 @@ import pytest
 import yaml
 from stagedata import SCHEMA, tiny_settings
 
-from ilmoco.config import settings as st
 from ilmoco.config.bases import BASES
 from ilmoco.config.schema import coerce_to_schema, schema_at
+from ilmoco.config.settings.bootstrap import BootstrapSettings
+from ilmoco.config.settings.cka import CKASettings
+from ilmoco.config.settings.data import SplitSettings
+from ilmoco.config.settings.fields import TOP_LEVEL_FIELDS, digest, result_fields
+from ilmoco.config.settings.finetune import FinetuneSettings
+from ilmoco.config.settings.paired import PairedSettings
+from ilmoco.config.settings.pretrain import KnnSettings, PretrainSettings
+from ilmoco.config.settings.probe import ProbeSettings
+from ilmoco.config.settings.training import OptimizerSettings
 from ilmoco.config.terms import TERMS
 from ilmoco.io import ConfigError
 
 # ``pretrain`` also holds one section per registered base and term
 PLUGGED = {b.name for b in BASES.values()} | {t.name for t in TERMS.values() if t.settings}
-SECTIONS = {"pretrain": st.PretrainSettings, "finetune": st.FinetuneSettings,
-            "probe": st.ProbeSettings, "cka": st.CKASettings, "bootstrap": st.BootstrapSettings,
-            "split": st.SplitSettings, "paired": st.PairedSettings}
-NESTED = {("pretrain", "optimizer"): st.OptimizerSettings, ("pretrain", "knn"): st.KnnSettings,
-          ("finetune", "optimizer"): st.OptimizerSettings,
+SECTIONS = {"pretrain": PretrainSettings, "finetune": FinetuneSettings,
+            "probe": ProbeSettings, "cka": CKASettings, "bootstrap": BootstrapSettings,
+            "split": SplitSettings, "paired": PairedSettings}
+NESTED = {("pretrain", "optimizer"): OptimizerSettings, ("pretrain", "knn"): KnnSettings,
+          ("finetune", "optimizer"): OptimizerSettings,
           **{("pretrain", b.name): b.settings for b in BASES.values()},
           **{("pretrain", t.name): t.settings for t in TERMS.values() if t.settings}}
 
@@ -37,23 +45,23 @@ def schema_properties(*path) -> set:
 def test_one_dataclass_field_per_schema_key(path, cls):
     """A setting is added end to end by one schema property and one dataclass field: the
     two always name the same keys."""
-    fields = {f.name for f in dataclasses.fields(cls)} - set(st.TOP_LEVEL_FIELDS)
+    fields = {f.name for f in dataclasses.fields(cls)} - set(TOP_LEVEL_FIELDS)
     assert fields | (PLUGGED if path == ("pretrain",) else set()) == schema_properties(*path)
 
 
 def test_top_level_result_fields_are_top_level_keys_and_reach_every_compute_section():
     top = set(yaml.safe_load(SCHEMA.read_text())["properties"])
-    assert set(st.TOP_LEVEL_FIELDS) <= top
+    assert set(TOP_LEVEL_FIELDS) <= top
     s = tiny_settings(numerics="portable")
     for section in (s.pretrain, s.finetune, s.probe, s.cka, s.bootstrap):
         assert section.numerics == "portable"
-        assert st.result_fields(section)["numerics"] == "portable"
-    assert "numerics" not in st.result_fields(tiny_settings(numerics="native").pretrain)
+        assert result_fields(section)["numerics"] == "portable"
+    assert "numerics" not in result_fields(tiny_settings(numerics="native").pretrain)
 
 
 def test_execution_fields_are_not_result_fields():
     s = tiny_settings()
-    fields = st.result_fields(s.pretrain_run("dr", "moco_mse"))
+    fields = result_fields(s.pretrain_run("dr", "moco_mse"))
     pre = fields["settings"]
     for name in ("device", "data_placement", "checkpoint_every", "compile", "channels_last",
                  "progress"):
@@ -61,10 +69,10 @@ def test_execution_fields_are_not_result_fields():
     assert {"epochs", "batch_size", "precision", "optimizer"} <= set(pre)
     assert set(fields["base_settings"]) >= {"queue_size", "temperature"}  # MoCo's own
     other = tiny_settings(pretrain={"checkpoint_every": 99, "device": "cuda", "compile": True})
-    assert st.digest(other.pretrain_run("dr", "moco_mse")) == st.digest(
+    assert digest(other.pretrain_run("dr", "moco_mse")) == digest(
         s.pretrain_run("dr", "moco_mse"))
     changed = tiny_settings(pretrain={"epochs": 3})
-    assert st.digest(changed.pretrain_run("dr", "moco_mse")) != st.digest(
+    assert digest(changed.pretrain_run("dr", "moco_mse")) != digest(
         s.pretrain_run("dr", "moco_mse"))
 
 
@@ -170,9 +178,9 @@ def test_epochs_by_fraction_sets_one_fractions_budget_and_reruns_only_it():
     assert s.finetune_run("dr", "moco", 100).settings.epochs == 3
     assert s.finetune_run("dr", "moco", 6).settings.epochs == 6
     # the 6 % run's result fields are those of a config without the entry
-    assert st.digest(s.finetune_run("dr", "moco", 6)) == st.digest(
+    assert digest(s.finetune_run("dr", "moco", 6)) == digest(
         base.finetune_run("dr", "moco", 6))
-    assert st.digest(s.finetune_run("dr", "moco", 100)) != st.digest(
+    assert digest(s.finetune_run("dr", "moco", 100)) != digest(
         base.finetune_run("dr", "moco", 100))
     with pytest.raises(ConfigError, match=r"epochs_by_fraction.50: 50 is not one of"):
         tiny_settings(finetune={"epochs_by_fraction": {"50": 2}})
@@ -205,14 +213,14 @@ def test_official_choices_resolve_per_dataset_and_method():
     plain = tiny_settings()
     for run in (plain.pretrain_run("dr", "moco"), plain.finetune_run("dr", "moco", 6),
                 plain.probe_run("dr", "moco")):
-        fields = st.result_fields(run)
+        fields = result_fields(run)
         assert "select_metric" not in fields
-    assert "val_views" not in st.result_fields(plain.pretrain_run("dr", "moco"))["settings"]
-    assert not {"protocol", "linear"} & set(st.result_fields(plain.probe_run("dr", "moco"))[
+    assert "val_views" not in result_fields(plain.pretrain_run("dr", "moco"))["settings"]
+    assert not {"protocol", "linear"} & set(result_fields(plain.probe_run("dr", "moco"))[
         "settings"])
-    assert "augment" not in st.result_fields(plain.probe_run("dr", "moco"))
-    assert "paper_interval_spread" not in st.result_fields(plain.bootstrap)
-    official = st.result_fields(s.probe_run("dr", "moco"))
+    assert "augment" not in result_fields(plain.probe_run("dr", "moco"))
+    assert "paper_interval_spread" not in result_fields(plain.bootstrap)
+    official = result_fields(s.probe_run("dr", "moco"))
     assert official["settings"]["protocol"] == "official" and official["augment"]["hflip"] == 0.5
 
 

@@ -274,6 +274,36 @@ def test_presentation_edits_rerun_no_compute_stage(smoke_run, tmp_path, edit):
     assert set(jobs) <= {"tables", "figures", "all"}
 
 
+# stage -> (its settings class's last field, the schema line its section's properties
+# start after, the jobs that must rerun, the GPU stages that must not)
+SETTING_EDITS = {
+    "cka": ('    numerics: str = added("native")  # the top-level `numerics` (ilmoco.numerics)\n',
+            "cka", {"cka"}, {"pretrain", "finetune", "probe", "linear_probe"}),
+    "finetune": ("    epochs_by_fraction: Mapping  # fraction (\"100\") -> maximum epochs; else "
+                 "``epochs``\n", "finetune", {"finetune"}, {"pretrain"}),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(SETTING_EDITS))
+def test_a_new_setting_of_one_stage_reruns_that_stage_only(smoke_run, tmp_path, stage):
+    """A setting added to one stage (its dataclass field and its schema key, as
+    docs/architecture.md's recipe says) reruns that stage and what reads its results, no
+    other GPU stage: each stage's settings are a module of their own."""
+    copy = repo_copy(tmp_path)
+    last, section, rerun, untouched = SETTING_EDITS[stage]
+    f = copy / f"src/ilmoco/config/settings/{stage}.py"
+    assert f.read_text().count(last) == 1
+    f.write_text(f.read_text().replace(last, last + "    new_knob: int = added(0)\n"))
+    schema = copy / "workflow/schemas/config.schema.yaml"
+    head = f"\n  {section}:\n    type: object\n    additionalProperties: false\n" \
+           "    default: {}\n    properties:\n"
+    assert schema.read_text().count(head) == 1
+    schema.write_text(schema.read_text().replace(
+        head, head + "      new_knob: {type: integer, default: 0}\n"))
+    jobs = planned_jobs(workdir=smoke_run, snakefile=copy / "Snakefile")
+    assert rerun <= set(jobs) and not untouched & set(jobs), jobs
+
+
 def test_report_builds(smoke_run):
     snakemake("--report", "results/report.html", workdir=smoke_run)
     html = (smoke_run / "results" / "report.html").read_text(errors="ignore")

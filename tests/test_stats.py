@@ -156,7 +156,7 @@ def test_the_chest_paper_interval_has_the_spread_between_labels():
     """The official chest code: per-label AUCs of each of B image-level resamples, mean and
     sd over the whole B x L array, mean ± 1.96·sd/√B; re-computed here with scikit-learn on
     the same draws (explicitly resampled images)."""
-    from ilmoco.config.settings import BootstrapSettings
+    from ilmoco.config.settings.bootstrap import BootstrapSettings
     from ilmoco.evaluation.bootstrap import metric_interval, resample_weights
 
     rng = np.random.default_rng(7)

@@ -154,7 +154,7 @@ def finetune_job(paths, meta, out, encoder=None, method="supervised", **finetune
 
 def score(job, meta, **bootstrap):
     """``metrics.json`` of a fine-tuning job, as the ``evaluate`` stage writes it."""
-    from ilmoco.config.settings import BootstrapSettings
+    from ilmoco.config.settings.bootstrap import BootstrapSettings
     from ilmoco.stages.evaluate import run as evaluate
 
     out = Path(job.out_selection).parent / "metrics.json"
@@ -352,7 +352,7 @@ def test_the_fused_optimiser_kernel_makes_the_same_update(name):
     AMD EPYC, 0.011 on such a bias; every other parameter within 3e-8)."""
     import tolerances as tol
 
-    from ilmoco.config.settings import OptimizerSettings
+    from ilmoco.config.settings.training import OptimizerSettings
     from ilmoco.training.optim import build_optimizer
 
     lr, momentum, wd, steps = 0.01, 0.9, 1e-3, 5

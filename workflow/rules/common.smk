@@ -18,7 +18,7 @@ from ilmoco.config.backbones import backbone_ref  # noqa: E402
 from ilmoco.config.formats import FORMATS  # noqa: E402
 from ilmoco.config.resolve import resolve  # noqa: E402
 from ilmoco.config.schema import coerce_to_schema, result_config  # noqa: E402
-from ilmoco.config.settings import result_fields  # noqa: E402
+from ilmoco.config.settings.fields import result_fields  # noqa: E402
 from ilmoco.imports import module_of  # noqa: E402
 from ilmoco.io import ConfigError  # noqa: E402
 from ilmoco.names import RANDOM_INIT, SUPERVISED, pct_name, run_key  # noqa: E402

@@ -1,7 +1,7 @@
 """Feature reuse: CKA between the pretrained encoder and each model fine-tuned from it."""
 
 from ilmoco.cluster.gpus import claim_gpus
-from ilmoco.config.settings import digest
+from ilmoco.config.settings.fields import digest
 from ilmoco.names import runs_by_key
 from ilmoco.runlog import job_log
 from ilmoco.stages.cka import CKAJob, run

@@ -1,6 +1,6 @@
 """metrics.json of one fine-tuning run: test metric and intervals from its predictions."""
 
-from ilmoco.config.settings import digest
+from ilmoco.config.settings.fields import digest
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
 from ilmoco.runlog import job_log

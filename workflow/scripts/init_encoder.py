@@ -1,6 +1,6 @@
 """The encoder of a method that starts from a weights file (imagenet), without training."""
 
-from ilmoco.config.settings import digest
+from ilmoco.config.settings.fields import digest
 from ilmoco.runlog import job_log
 from ilmoco.stages.init_encoder import InitJob, run
 

@@ -1,7 +1,7 @@
 """The official Table 1 linear probe (--only-ll) of one encoder, with its test CI."""
 
 from ilmoco.cluster.gpus import claim_gpus
-from ilmoco.config.settings import digest
+from ilmoco.config.settings.fields import digest
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
 from ilmoco.runlog import job_log

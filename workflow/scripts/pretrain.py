@@ -2,7 +2,7 @@
 (NCCL on GPUs, gloo on CPU) started from here."""
 
 from ilmoco.cluster.gpus import claim_gpus, run_data_parallel
-from ilmoco.config.settings import digest
+from ilmoco.config.settings.fields import digest
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
 from ilmoco.runlog import job_log

@@ -1,7 +1,7 @@
 """Layer-wise linear probes of one frozen encoder (block 4 = the linear probe), test CIs."""
 
 from ilmoco.cluster.gpus import claim_gpus
-from ilmoco.config.settings import digest
+from ilmoco.config.settings.fields import digest
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
 from ilmoco.runlog import job_log

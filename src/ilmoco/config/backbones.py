@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from ilmoco.config.settings import BackboneRef
+from ilmoco.config.settings.backbone import BackboneRef
 from ilmoco.io import ConfigError, write_json
 from ilmoco.optional import installed, needs
 

@@ -18,29 +18,22 @@ from ilmoco.config.backbones import backbone_ref, family_of
 from ilmoco.config.bases import BASES
 from ilmoco.config.formats import FORMATS
 from ilmoco.config.methods import CONTROL, PREDEFINED, Method, variant
-from ilmoco.config.settings import (
-    TOP_LEVEL_FIELDS,
-    BootstrapSettings,
+from ilmoco.config.settings.backbone import InitWeights
+from ilmoco.config.settings.bootstrap import BootstrapSettings
+from ilmoco.config.settings.cka import CKARun, CKASettings
+from ilmoco.config.settings.data import (
     CacheSettings,
-    CKARun,
-    CKASettings,
     DataReportSettings,
     DatasetSettings,
-    FinetuneRun,
-    FinetuneSettings,
-    InitRun,
-    InitSettings,
-    InitWeights,
-    LinearProbeRun,
-    PairedSettings,
-    PretrainRun,
-    PretrainSettings,
-    ProbeRun,
-    ProbeSettings,
     SplitSettings,
-    TermSpec,
-    build,
 )
+from ilmoco.config.settings.fields import TOP_LEVEL_FIELDS, build
+from ilmoco.config.settings.finetune import FinetuneRun, FinetuneSettings
+from ilmoco.config.settings.init import InitRun, InitSettings
+from ilmoco.config.settings.linear_probe import LinearProbeRun
+from ilmoco.config.settings.paired import PairedSettings
+from ilmoco.config.settings.pretrain import PretrainRun, PretrainSettings, TermSpec
+from ilmoco.config.settings.probe import ProbeRun, ProbeSettings
 from ilmoco.config.terms import TERMS
 from ilmoco.io import ConfigError
 from ilmoco.names import SUPERVISED

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ilmoco.config.settings import execution_keys
+from ilmoco.config.settings.data import CacheSettings
+from ilmoco.config.settings.fields import execution_field_names
+from ilmoco.config.settings.finetune import FinetuneSettings
+from ilmoco.config.settings.pretrain import PretrainSettings
 
 _JSON_TYPES = {"integer": int, "number": (int, float), "boolean": bool, "null": type(None),
                "array": list, "object": dict, "string": str}
@@ -64,6 +67,13 @@ def coerce_to_schema(value, schema: Mapping, root: Mapping | None = None):
                 coerce_to_schema(v, extra, root) if isinstance(extra, Mapping) else v
                 for k, v in value.items()}
     return value
+
+
+def execution_keys() -> dict[str, set[str]]:
+    """Config keys per section that only change how a stage runs."""
+    return {section: execution_field_names(cls)
+            for section, cls in (("pretrain", PretrainSettings),
+                                 ("finetune", FinetuneSettings), ("cache", CacheSettings))}
 
 
 def result_config(config: Mapping) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ilmoco.config.settings import digest
+from ilmoco.config.settings.fields import digest
 
 MARGIN = 0.10  # the learning target: a pretrained block-4 probe this far above the control
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ilmoco.config.settings import CKARun
+from ilmoco.config.settings.cka import CKARun
 from ilmoco.data.cache import ImageCache
 from ilmoco.evaluation.similarity import cka_over_subsets, cka_subsets
 from ilmoco.io import read_table, write_csv

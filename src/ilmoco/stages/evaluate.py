@@ -4,7 +4,8 @@ its own, light (no torch), so that changing the interval settings retrains nothi
 
 from __future__ import annotations
 
-from ilmoco.config.settings import BootstrapSettings, result_fields
+from ilmoco.config.settings.bootstrap import BootstrapSettings
+from ilmoco.config.settings.fields import result_fields
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.evaluation.bootstrap import metric_interval
 from ilmoco.evaluation.predictions import read_predictions

@@ -11,7 +11,7 @@ the digest of the settings that produced it (the one in the job logs' headers).
 
 from __future__ import annotations
 
-from ilmoco.config.settings import digest
+from ilmoco.config.settings.fields import digest
 from ilmoco.models.weights import save_stock
 from ilmoco.training.checkpoints import load_backbone
 

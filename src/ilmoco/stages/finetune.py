@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 
 from ilmoco import numerics
-from ilmoco.config.settings import FinetuneRun, result_fields
+from ilmoco.config.settings.fields import result_fields
+from ilmoco.config.settings.finetune import FinetuneRun
 from ilmoco.data.augment import BatchAugment
 from ilmoco.data.batches import BatchSource
 from ilmoco.data.cache import ImageCache

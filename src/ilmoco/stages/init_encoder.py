@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ilmoco.config.settings import InitRun, result_fields
+from ilmoco.config.settings.fields import result_fields
+from ilmoco.config.settings.init import InitRun
 from ilmoco.data.cache import ImageCache
 from ilmoco.models.backbone import build_backbone
 from ilmoco.models.weights import load_stock_weights

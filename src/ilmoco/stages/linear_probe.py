@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ilmoco import numerics
-from ilmoco.config.settings import LinearProbeRun, result_fields
+from ilmoco.config.settings.fields import result_fields
+from ilmoco.config.settings.linear_probe import LinearProbeRun
 from ilmoco.data.augment import BatchAugment
 from ilmoco.data.batches import BatchSource
 from ilmoco.data.cache import ImageCache

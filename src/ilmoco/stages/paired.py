@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ilmoco.config.settings import BootstrapSettings
+from ilmoco.config.settings.bootstrap import BootstrapSettings
 from ilmoco.evaluation.metrics import metric_fn
 from ilmoco.evaluation.paired import paired_bootstrap
 from ilmoco.evaluation.predictions import read_predictions

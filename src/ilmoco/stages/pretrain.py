@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 
 from ilmoco import dist, numerics
-from ilmoco.config.settings import PretrainRun, result_fields
+from ilmoco.config.settings.fields import result_fields
+from ilmoco.config.settings.pretrain import PretrainRun
 from ilmoco.data.batches import BatchSource
 from ilmoco.data.cache import ImageCache
 from ilmoco.data.formats.base import DatasetMeta

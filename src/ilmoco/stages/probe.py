@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from ilmoco import numerics
-from ilmoco.config.settings import ProbeRun, result_fields
+from ilmoco.config.settings.fields import result_fields
+from ilmoco.config.settings.probe import ProbeRun
 from ilmoco.data.augment import BatchAugment
 from ilmoco.data.batches import BatchSource
 from ilmoco.data.cache import ImageCache

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ilmoco.config.settings import ProbeSettings
+from ilmoco.config.settings.probe import ProbeSettings
 from ilmoco.training.heads import has_masked, loss_fn, probabilities
 from ilmoco.training.inference import EarlyStopping, selection_score
 

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ilmoco.config.settings import OptimizerSettings
+from ilmoco.config.settings.training import OptimizerSettings
 
 
 def param_groups(modules: nn.Module, weight_decay: float, decay_norm_and_bias: bool

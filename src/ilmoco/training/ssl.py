@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from ilmoco import dist
-from ilmoco.config.settings import PretrainRun
+from ilmoco.config.settings.pretrain import PretrainRun
 from ilmoco.data.augment import BatchAugment
 from ilmoco.data.cache import ImageCache
 from ilmoco.data.formats.base import DatasetMeta

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ilmoco.config.settings import TermSpec
+from ilmoco.config.settings.pretrain import TermSpec
 from ilmoco.models.bases.base import Encoder, SSLBase, mlp, with_symmetric_terms
 from ilmoco.models.losses import byol_loss
 from ilmoco.models.momentum import ema_update, momentum_copy

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ilmoco import dist
-from ilmoco.config.settings import TermSpec
+from ilmoco.config.settings.pretrain import TermSpec
 from ilmoco.models.bases.base import Encoder, SSLBase
 from ilmoco.models.losses import infonce_loss
 from ilmoco.models.momentum import ema_update, momentum_copy

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ilmoco.config.settings import TermSpec
+from ilmoco.config.settings.pretrain import TermSpec
 from ilmoco.models.bases.base import Encoder, SSLBase, mlp, with_symmetric_terms
 from ilmoco.models.losses import full_precision, upcast
 from ilmoco.models.terms.base import build_term

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ilmoco.config.settings import TermSpec
+from ilmoco.config.settings.pretrain import TermSpec
 from ilmoco.imports import load_object
 from ilmoco.names import BLOCKS
 
