@@ -2,6 +2,8 @@
 run, the best validation epoch is the one evaluated, probes leave BatchNorm untouched."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +72,42 @@ def test_pretrain_resume_is_bit_identical(data, tmp_path, monkeypatch):
     ma = pd.read_csv(tmp_path / "full" / "metrics.csv").drop(columns="throughput")
     mb = pd.read_csv(tmp_path / "resumed" / "metrics.csv").drop(columns="throughput")
     pd.testing.assert_frame_equal(ma, mb)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGTERM])
+def test_a_signal_checkpoints_stops_and_the_retry_resumes_bit_identical(
+        data, tmp_path, monkeypatch, capsys, signum):
+    """SLURM's warning (SIGUSR1) or its time limit / preemption (SIGTERM) mid-epoch: the step
+    finishes, a resume checkpoint is written at it, the job stops saying so, and the retry
+    resumes there and ends as the uninterrupted run (test_pretrain_resume_is_bit_identical's
+    reference)."""
+    from ilmoco.training import runtime
+
+    paths, _ = data
+    pretrain.run(pretrain_job(paths, tmp_path / "full"))
+    real_step, sent = runtime.step_generator, []
+
+    def signalling(seed, at, device):
+        if at == 11 and not sent:  # global step 11 = epoch 1, step 4 of 7
+            sent.append(at)
+            os.kill(os.getpid(), signum)
+        return real_step(seed, at, device)
+
+    monkeypatch.setattr(loop, "step_generator", signalling)
+    job = pretrain_job(paths, tmp_path / "resumed")
+    before = signal.getsignal(signum)
+    with pytest.raises(loop.Preempted, match=r"preempted at step 12 \(epoch 1, step 5 of"):
+        pretrain.run(job)
+    assert signal.getsignal(signum) is before  # the handler in place before is restored
+    position = torch_load(tmp_path / "resumed" / "resume.pt")["loop"]
+    assert (position["epoch"], position["step"]) == (1, 5)
+    capsys.readouterr()
+    pretrain.run(job)
+    assert "resumed pretrain dr/moco_mse at step 12 (epoch 1, step 5 of the epoch)" in \
+        capsys.readouterr().err
+    a = torch_load(tmp_path / "full" / "encoder.pt")["backbone"]
+    b = torch_load(tmp_path / "resumed" / "encoder.pt")["backbone"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_checkpoint_of_another_config_is_not_resumed(data, tmp_path):

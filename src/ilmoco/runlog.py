@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -20,9 +21,14 @@ from pathlib import Path
 
 from ilmoco.io import InputError
 
+
 # Errors whose message already says what is wrong and what to do (bad input or config, a
 # diverging loss): no traceback needed. Anything else is a bug and gets its traceback.
-CLEAR_ERRORS = (InputError, FloatingPointError)
+class Stopped(Exception):
+    """A job asked to stop (a preemption signal): the message says where it resumes."""
+
+
+CLEAR_ERRORS = (InputError, FloatingPointError, Stopped)
 
 
 def log(msg: str) -> None:
@@ -70,6 +76,9 @@ def job_log(path, threads: int | None = None, stage: str = "", what: str = "",
         import torch
 
         torch.set_num_threads(int(threads))
+    # SLURM's warning before a time limit (--signal=USR1@<s>) is for the training loop,
+    # which checkpoints on it; any other stage goes on (USR1 would otherwise end it)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     console = os.dup(2)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Start a real single-node SLURM (munge, slurmctld, slurmd from Debian's packages) with one
-# fake `gpu` gres (two devices); state, logs and config live under STATE_DIR. Snakemake's jobstep plugin
+# fake `gpu` gres of type `fake` (two devices) and the node feature `ci`; state, logs and config live under STATE_DIR. Snakemake's jobstep plugin
 # strips SLURM_CONF before its nested srun, so the config is also linked at /etc/slurm (an
 # existing file is moved aside to STATE_DIR/etc-backup and restored by stop.sh). Installs the
 # packages with apt-get when missing (needs root). Writes the PIDs of the daemons it started
@@ -63,12 +63,12 @@ SlurmdPidFile=$STATE/slurmd.daemon.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
 GresTypes=gpu
-NodeName=$NODE CPUs=$CPUS RealMemory=$MEM Gres=gpu:2 State=UNKNOWN
+NodeName=$NODE CPUs=$CPUS RealMemory=$MEM Gres=gpu:fake:2 Feature=ci State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF
 cat > "$STATE/gres.conf" <<CONF
 AutoDetect=off
-NodeName=$NODE Name=gpu File=/dev/null,/dev/zero
+NodeName=$NODE Name=gpu Type=fake File=/dev/null,/dev/zero
 CONF
 chmod 644 "$STATE/slurm.conf" "$STATE/gres.conf"
 mkdir -p /etc/slurm "$STATE/etc-backup"

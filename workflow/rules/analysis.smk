@@ -14,6 +14,8 @@ rule cka:
         code=builder_code("cka.py"),
     wildcard_constraints:
         method=regex_alternatives(ENCODERS),
+    group:
+        gpu_group("cka")
     threads: 1
     resources:
         gpu=1,

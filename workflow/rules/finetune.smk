@@ -21,6 +21,8 @@ rule finetune:
         code=builder_code("finetune.py"),
     wildcard_constraints:
         method=regex_alternatives(METHODS),
+    group:
+        gpu_group("finetune")
     threads: 1
     resources:
         gpu=1,

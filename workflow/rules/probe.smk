@@ -18,6 +18,8 @@ rule probe:
         # the official protocol's resume checkpoint, outside the declared outputs
         resume=f"{D}/probe/{{method}}/resume.pt",
         code=builder_code("probe.py"),
+    group:
+        gpu_group("probe")
     threads: 1
     resources:
         gpu=1,
@@ -51,6 +53,8 @@ rule linear_probe:
         init=control_init,
         resume=f"{D}/probe/{{method}}/linear_resume.pt",
         code=builder_code("linear_probe.py"),
+    group:
+        gpu_group("linear_probe")
     threads: 1
     resources:
         gpu=1,

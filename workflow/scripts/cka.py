@@ -1,6 +1,6 @@
 """Feature reuse: CKA between the pretrained encoder and each model fine-tuned from it."""
 
-from ilmoco.cluster.gpus import claim_gpus
+from ilmoco.cluster.gpus import claim_gpus, requested_gpus
 from ilmoco.config.settings.fields import digest
 from ilmoco.names import runs_by_key
 from ilmoco.runlog import job_log
@@ -9,7 +9,7 @@ from ilmoco.stages.cka import CKAJob, run
 w, inp, params = snakemake.wildcards, snakemake.input, snakemake.params
 with job_log(snakemake.log[0], threads=snakemake.threads, stage="cka",
              what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
-    claim_gpus(int(snakemake.resources.get("gpu", 0)))
+    claim_gpus(requested_gpus(snakemake.resources))
     models = runs_by_key(inp.items(), "model")
     run(CKAJob(
         dataset=w.dataset, method=w.method, run=params.run, encoder=inp.encoder,

@@ -1,7 +1,7 @@
 """Fine-tune one (method, fraction, seed): the best validation model and the last epoch
 predict test."""
 
-from ilmoco.cluster.gpus import claim_gpus
+from ilmoco.cluster.gpus import claim_gpus, requested_gpus
 from ilmoco.config.settings.fields import digest
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
@@ -12,7 +12,7 @@ w, inp, out, params = snakemake.wildcards, snakemake.input, snakemake.output, sn
 with job_log(snakemake.log[0], threads=snakemake.threads, stage="finetune",
              what=f"{w.dataset}/{w.method}/labeled_{w.pct}/seed{w.seed}",
              settings_digest=digest(params.run)):
-    claim_gpus(int(snakemake.resources.get("gpu", 0)))
+    claim_gpus(requested_gpus(snakemake.resources))
     run(FinetuneJob(
         run=params.run, pct=float(w.pct), seed=int(w.seed), split_csv=inp.split,
         meta=DatasetMeta.from_dict(read_json(inp.meta)), cache_images=inp.images,

@@ -1,6 +1,6 @@
 """The official Table 1 linear probe (--only-ll) of one encoder, with its test CI."""
 
-from ilmoco.cluster.gpus import claim_gpus
+from ilmoco.cluster.gpus import claim_gpus, requested_gpus
 from ilmoco.config.settings.fields import digest
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
@@ -10,7 +10,7 @@ from ilmoco.stages.linear_probe import LinearProbeJob, run
 w, inp, out, params = snakemake.wildcards, snakemake.input, snakemake.output, snakemake.params
 with job_log(snakemake.log[0], threads=snakemake.threads, stage="linear_probe",
              what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
-    claim_gpus(int(snakemake.resources.get("gpu", 0)))
+    claim_gpus(requested_gpus(snakemake.resources))
     init = params.init
     df = run(LinearProbeJob(
         run=params.run, model=inp.get("model"), init_seed=init.get("seed", 0),

@@ -1,7 +1,7 @@
 """Self-supervised pretraining of one method; with `gpu: N > 1`, N data-parallel processes
 (NCCL on GPUs, gloo on CPU) started from here."""
 
-from ilmoco.cluster.gpus import claim_gpus, run_data_parallel
+from ilmoco.cluster.gpus import claim_gpus, requested_gpus, run_data_parallel
 from ilmoco.config.settings.fields import digest
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.io import read_json
@@ -14,7 +14,7 @@ if __name__ == "__main__":
                            snakemake.params)
     with job_log(snakemake.log[0], threads=snakemake.threads, stage="pretrain",
                  what=f"{w.dataset}/{w.method}", settings_digest=digest(params.run)):
-        gpus = int(snakemake.resources.get("gpu", 0))
+        gpus = requested_gpus(snakemake.resources)
         claim_gpus(gpus)
         job = PretrainJob(run=params.run, split_csv=inp.split,
                           meta=DatasetMeta.from_dict(read_json(inp.meta)),

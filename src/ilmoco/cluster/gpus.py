@@ -124,6 +124,19 @@ def run_data_parallel(fn, args: tuple, nprocs: int) -> None:
                        join=True, start_method="spawn")
 
 
+def requested_gpus(resources) -> int:
+    """The GPUs a job was given: its ``gpu`` resource, else the count of a ``gres``
+    request (``gpu:2``, ``gpu:a100:2``; ``gpu`` alone is one), the form some sites require
+    (the profile then sets ``gpu: 0`` so that the plugin passes ``--gres`` only)."""
+    if int(resources.get("gpu", 0) or 0):
+        return int(resources["gpu"])
+    for entry in str(resources.get("gres") or "").split(","):
+        name, *rest = entry.strip().split(":")
+        if name == "gpu":
+            return int(rest[-1]) if rest and rest[-1].isdigit() else 1
+    return 0
+
+
 def local_gpu_count(env=os.environ, dev_dir: str = "/dev") -> int:
     """GPUs this machine offers to jobs: those listed in CUDA_VISIBLE_DEVICES when it is set,
     else the NVIDIA device nodes."""

@@ -11,10 +11,18 @@
 * A non-finite loss stops training with the step number (checked every step on CPU, at each
   log interval on GPU to avoid a host sync per step, and always before a checkpoint).
 * The log gets progress lines (a bar on a terminal) and one summary line per epoch.
+* Preemption: SIGTERM (SLURM's time limit, preemption, ``scancel``) or SIGUSR1 (the warning
+  a job asks for with ``--signal=USR1@<s>``) lets the current step finish, writes a resume
+  checkpoint and stops with :class:`Preempted` ("preempted at step k"); the retry, or
+  SLURM's requeue, resumes at that step ("resumed at step k") and ends as an uninterrupted
+  run would. Data-parallel ranks agree on the step (the flag is reduced at each check).
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +33,7 @@ from torch import nn
 from ilmoco import dist
 from ilmoco.data.batches import BatchSource
 from ilmoco.models.losses import upcast
-from ilmoco.runlog import Progress, log
+from ilmoco.runlog import Progress, Stopped, log
 from ilmoco.training.checkpoints import ResumeCheckpoint
 from ilmoco.training.runtime import step_generator
 
@@ -41,6 +49,41 @@ class LoopState:
 
 class NonFiniteLoss(FloatingPointError):
     pass
+
+
+class Preempted(Stopped):
+    """The job was asked to stop (a signal); its resume checkpoint holds the step."""
+
+
+PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+@contextlib.contextmanager
+def preemption_flag():
+    """A one-element list set to True when a preemption signal arrives (the handlers are
+    installed for the duration, in the main thread only, and the previous ones restored)."""
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):  # only a flag: the loop acts on it between steps
+        flag[0] = True
+
+    previous = {s: signal.signal(s, handler) for s in PREEMPT_SIGNALS}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _any_rank(flag: bool, device) -> bool:
+    if not dist.is_dist():
+        return flag
+    v = torch.tensor(float(flag), device=device)
+    torch.distributed.all_reduce(v, op=torch.distributed.ReduceOp.MAX)
+    return bool(v.item())
 
 
 def _mean_over_ranks(sums: dict, count: int) -> dict:
@@ -94,7 +137,8 @@ def train_loop(
         modules.load_state_dict(saved["modules"])
         optimizer.load_state_dict(saved["optimizer"])
         state = LoopState(**saved["loop"])
-        log(f"resuming {desc} from epoch {state.epoch} step {state.step}")
+        log(f"resumed {desc} at step {state.epoch * source.steps_per_epoch + state.step} "
+            f"(epoch {state.epoch}, step {state.step} of the epoch)")
     sums: dict[str, torch.Tensor] = dict(saved["log_sums"]) if saved else {}
     n_acc = int(saved["log_count"]) if saved else 0
     steps_per_epoch = source.steps_per_epoch
@@ -122,56 +166,63 @@ def train_loop(
     if dist.rank() == 0 and progress != "quiet":
         bar = Progress(total, state.epoch * steps_per_epoch + state.step, desc, progress)
     t_last = t_epoch = time.perf_counter()
-    while state.epoch < epochs and not state.stopped:
-        modules.train()
-        first_row = len(state.history)
-        for s, (x, y) in source.iterate(state.epoch, state.step):
-            step = state.epoch * steps_per_epoch + s
-            lr = lr_fn(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            loss, logs = step_fn(x, y, step_generator(seed, step, device), step)
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
-                                    torch.full_like(first_bad, step), first_bad)
-            if (step + 1) % check_every == 0:
-                check_finite()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for k, v in logs.items():
-                v = upcast(v)
-                sums[k] = sums[k] + v if k in sums else v.clone()
-            n_acc += 1
-            state.step = s + 1
-            logged = None
-            if (step + 1) % log_every == 0 or state.step == steps_per_epoch:
-                check_finite()
-                now = time.perf_counter()
-                row = {"step": step + 1, "epoch": state.epoch, "lr": lr}
-                row.update(_mean_over_ranks(sums, n_acc))
-                if log_throughput:  # timing: the only column a rerun does not reproduce
-                    per = pairs_per_step or source.batch_size
-                    row["throughput"] = n_acc * per / max(now - t_last, 1e-9)
-                state.history.append(row)
-                logged = row
-                sums, n_acc, t_last = {}, 0, now
+    with preemption_flag() as preempted:
+        while state.epoch < epochs and not state.stopped:
+            modules.train()
+            first_row = len(state.history)
+            for s, (x, y) in source.iterate(state.epoch, state.step):
+                step = state.epoch * steps_per_epoch + s
+                lr = lr_fn(step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss, logs = step_fn(x, y, step_generator(seed, step, device), step)
+                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()),
+                                        torch.full_like(first_bad, step), first_bad)
+                if (step + 1) % check_every == 0:
+                    check_finite()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                for k, v in logs.items():
+                    v = upcast(v)
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+                n_acc += 1
+                state.step = s + 1
+                logged = None
+                if (step + 1) % log_every == 0 or state.step == steps_per_epoch:
+                    check_finite()
+                    now = time.perf_counter()
+                    row = {"step": step + 1, "epoch": state.epoch, "lr": lr}
+                    row.update(_mean_over_ranks(sums, n_acc))
+                    if log_throughput:  # timing: the only column a rerun does not reproduce
+                        per = pairs_per_step or source.batch_size
+                        row["throughput"] = n_acc * per / max(now - t_last, 1e-9)
+                    state.history.append(row)
+                    logged = row
+                    sums, n_acc, t_last = {}, 0, now
+                if bar is not None:
+                    bar.update(1, **({"loss": f"{logged['loss']:.3f}"}
+                                     if logged and "loss" in logged else {}))
+                since_save += 1
+                if checkpoint_every and since_save >= checkpoint_every and \
+                        state.step < steps_per_epoch:
+                    save()
+                if (step + 1) % check_every == 0 and _any_rank(preempted[0], device):
+                    save()
+                    raise Preempted(
+                        f"{desc}: preempted at step {step + 1} (epoch {state.epoch}, step "
+                        f"{state.step} of the epoch); resume checkpoint written, the retry "
+                        "resumes there")
+            stop = on_epoch_end(state.epoch, state) if on_epoch_end else False
             if bar is not None:
-                bar.update(1, **({"loss": f"{logged['loss']:.3f}"}
-                                 if logged and "loss" in logged else {}))
-            since_save += 1
-            if checkpoint_every and since_save >= checkpoint_every and \
-                    state.step < steps_per_epoch:
+                now = time.perf_counter()
+                bar.write(epoch_summary(state.epoch, epochs, state.history[first_row:][-3:],
+                                        now - t_epoch))
+                t_epoch = now
+            state.epoch, state.step = state.epoch + 1, 0
+            state.stopped = bool(stop)
+            if not checkpoint_every or since_save >= checkpoint_every:
                 save()
-        stop = on_epoch_end(state.epoch, state) if on_epoch_end else False
-        if bar is not None:
-            now = time.perf_counter()
-            bar.write(epoch_summary(state.epoch, epochs, state.history[first_row:][-3:],
-                                    now - t_epoch))
-            t_epoch = now
-        state.epoch, state.step = state.epoch + 1, 0
-        state.stopped = bool(stop)
-        if not checkpoint_every or since_save >= checkpoint_every:
-            save()
     if bar is not None:
         bar.close()
     return state
