@@ -451,7 +451,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes_bit_identical(smoke_run, reference,
     r = snakemake(target, workdir=work, configfiles=(*SMOKE_CONFIG, cfg))
     assert "rule cache:" not in r.stdout + r.stderr  # the copied data stages were reused
     logs = [p.read_text() for p in (work / "results/dr_synth/logs").glob(f"{stage}_*.log")]
-    assert any("resuming" in t for t in logs), r.stdout[-1000:]
+    assert any("resumed " in t and " at step " in t for t in logs), r.stdout[-1000:]
     assert not any("different configuration" in t for t in logs)
     assert not (work / d / "resume.pt").exists()
     for name in outputs:

@@ -156,7 +156,9 @@ def gpu_group(rule):
     """The rule's ``group:``: its job's group id, or None (ungrouped; grouping: false)."""
 
     def group(wildcards):
-        if not SITE["grouping"]:
+        # only for a cluster executor (--jobs given: remote nodes); a local run ignores
+        # groups, and its dry run then shows none either
+        if not SITE["grouping"] or workflow.resource_settings.nodes is None:
             return None
         key = (rule, *sorted((k, v) for k, v in wildcards.items()))
         groups = gpu_groups(wildcards.dataset)
