@@ -22,12 +22,13 @@ from pathlib import Path
 from ilmoco.io import InputError
 
 
-# Errors whose message already says what is wrong and what to do (bad input or config, a
-# diverging loss): no traceback needed. Anything else is a bug and gets its traceback.
 class Stopped(Exception):
     """A job asked to stop (a preemption signal): the message says where it resumes."""
 
 
+# Errors whose message already says what is wrong and what to do (bad input or config, a
+# diverging loss, a preemption): no traceback needed. Anything else is a bug and gets its
+# traceback.
 CLEAR_ERRORS = (InputError, FloatingPointError, Stopped)
 
 

@@ -2,6 +2,7 @@
 # table (ilmoco.cluster.resources), the groups of short GPU jobs that share one allocation
 # (ilmoco.cluster.groups), and at most one GPU job per GPU on one machine.
 import functools  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -52,12 +53,25 @@ SITE = load_site()
 THROUGHPUT = res.load_table(throughput_path(SITE))
 
 
+def _stamp(path):
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def dataset_size(dataset):
     """Images per split of a dataset: from its cache, else its manifest, else the public
-    dataset's size (dry-runs before the data stage)."""
+    dataset's size (dry-runs before the data stage). Read once per state of those files:
+    every GPU job's request and the grouping ask for it (a manifest of 10^5 lines each time)."""
+    images, manifest = CACHE_IMAGES.format(dataset=dataset), MANIFEST.format(dataset=dataset)
+    return _dataset_size(dataset, images, manifest, _stamp(images), _stamp(manifest))
+
+
+@functools.cache
+def _dataset_size(dataset, images, manifest, *stamps):
     ds = S.datasets[dataset]
-    n = res.image_count(CACHE_IMAGES.format(dataset=dataset), MANIFEST.format(dataset=dataset),
-                        ds.public_images)
+    n = res.image_count(images, manifest, ds.public_images)
     return res.split_counts(n, S.split.ratios), ds.image_size
 
 

@@ -41,10 +41,6 @@ DEFAULTS = {"cpu_partition": None, "gpu_partition": None, "account": None, "gpu_
 GPU_REQUESTS = ("gpu", "gres")
 # site keys passed as they are to every GPU job (the plugin's resource of the same name)
 GPU_JOB_KEYS = ("constraint", "qos", "slurm_extra")
-# Every GPU job asks SLURM for the warning signal (SIGUSR1) `warning_seconds` before its
-# time limit: the training loop (pretrain, finetune, linear_probe) checkpoints and stops on
-# it, the other stages ignore it (ilmoco.runlog.job_log); one value for all, as the members
-# of a group job must agree on it
 
 
 def config_home(env=os.environ) -> Path:
@@ -102,6 +98,9 @@ def gpu_request(site: dict, rule: str) -> dict:
     else:
         out = {"gpu": n, **({"gpu_model": site["gpu_model"]} if site["gpu_model"] else {})}
     out.update({k: site[k] for k in GPU_JOB_KEYS if site[k] is not None})
+    # SLURM's warning (SIGUSR1) `warning_seconds` before the time limit: the training loop
+    # (pretrain, finetune, linear_probe) checkpoints and stops on it, the other stages ignore
+    # it (ilmoco.runlog.job_log); one value for every GPU job, as a group's members must agree
     if site["warning_seconds"]:
         warning = f"--signal=USR1@{int(site['warning_seconds'])}"
         out["slurm_extra"] = " ".join(filter(None, [out.get("slurm_extra"), warning]))
