@@ -80,6 +80,39 @@ def test_finetune_table_values_and_interval_cells(tmp_path):
     assert r"\textbf{70.0} {\scriptsize[68.0, 73.0]}" in tex
 
 
+def flag(files, flat: dict):
+    """Mark the runs of ``flat`` (method -> seeds) as having predicted one class."""
+    for f in files:
+        r = json.loads(f.read_text())
+        r["one_class"] = r["seed"] in flat.get(r["method"], ())
+        f.write_text(json.dumps(r))
+    return files
+
+
+def test_a_constant_prediction_is_flagged_never_shown_as_a_result(tmp_path):
+    vals = {("d", m, 6): 0.6 + 0.1 * i for i, m in enumerate(METHODS)}
+    one = tmp_path / "one"
+    one.mkdir()
+    # MoCo+BT would be the clear best (90.0 [88.0, 93.0]); flat, the best is MoCo+MSE
+    out, _ = build(one, flag(write_finetune(one, vals), {"supervised": (0,), "moco_bt": (0,)}))
+    row = next(ln for ln in (out / "finetune.md").read_text().splitlines() if "| 6 % |" in ln)
+    cells = [c.strip() for c in row.split("|")[4:8]]
+    assert cells == ["predicts one class", "70.0 [68.0, 73.0]", "**80.0 [78.0, 83.0]**",
+                     "predicts one class"]
+    two = tmp_path / "two"
+    two.mkdir()
+    files = flag(write_finetune(two, vals, seeds=(0, 1)), {"supervised": (0, 1),
+                                                           "moco_bt": (1,)})
+    out, _ = build(two, files)
+    tidy = pd.read_csv(out / "finetune.csv").set_index("method")
+    assert tidy["one_class"].to_dict() == {"supervised": 1.0, "moco": 0.0, "moco_mse": 0.0,
+                                           "moco_bt": 0.5}
+    row = next(ln for ln in (out / "finetune.md").read_text().splitlines() if "| 6 % |" in ln)
+    cells = [c.strip() for c in row.split("|")[4:8]]
+    assert cells[0] == "predicts one class in 2 of 2 seeds"
+    assert cells[3] == "predicts one class in 1 of 2 seeds"
+
+
 def test_best_is_marked_only_for_a_unique_non_overlapping_best():
     def row(ests, lows, highs):
         return pd.DataFrame({"method": ["a", "b", "c"], "estimate": ests, "ci_low": lows,
@@ -439,6 +472,30 @@ def test_summary_sentences_come_from_the_results():
                         "fraction); within noise: MoCo+BT.")
 
 
+def test_the_account_names_a_flat_model_and_compares_nothing_with_it():
+    from ilmoco.reporting.summary import one_class_runs, paired_sentences
+
+    def diff(f, m, est):
+        return {"dataset": "d", "fraction": f, "baseline": "moco", "method": m,
+                "estimate": est, "ci_low": est - 0.01, "ci_high": est + 0.01}
+
+    paired = pd.DataFrame([diff(1.0, "supervised", -0.2), diff(1.0, "moco_mse", 0.1),
+                           diff(6.0, "supervised", -0.2), diff(6.0, "moco_mse", 0.1)])
+    ft = pd.DataFrame([{"dataset": "d", "fraction": 1.0, "method": "supervised",
+                        "one_class": 1.0},
+                       {"dataset": "d", "fraction": 6.0, "method": "moco", "one_class": 1.0},
+                       {"dataset": "d", "fraction": 6.0, "method": "moco_mse",
+                        "one_class": 0.0}])
+    flat = one_class_runs(ft)
+    assert flat == {("d", 1.0, "supervised"), ("d", 6.0, "moco")}
+    lines = paired_sentences(paired, DISPLAY, {"d": "Data"}, flat=flat)
+    assert lines[0].startswith("1 of 1 paired differences")  # only MoCo+MSE at 1 %
+    assert lines[1] == ("Data, 1 % labels, against MoCo: MoCo+MSE +10.0 [+9.0, +11.0] "
+                        "(excludes 0 in this run: one draw; no seed range measured at this "
+                        "fraction); predicts one class: Supervised.")
+    assert lines[2] == "Data, 6 % labels, against MoCo: MoCo predicts one class: no comparison."
+
+
 def seed_rows(diffs: dict, margins: dict, seeds=(0, 1, 2, 3, 4)) -> pd.DataFrame:
     """A seed-variance table: per method, its paired difference to MoCo (estimate, half
     width) and its probe margin, seed by seed."""
@@ -484,6 +541,28 @@ def test_cross_seed_claims_come_only_from_what_holds_in_every_seed():
                          "ci_high": 0.07, "n_seeds": 1}])
     line = paired_sentences(run, DISPLAY, {"d": "Data"}, seeds=summary)[1]
     assert "(excludes 0 in this run: one draw; seed range -4.0 to +6.0)" in line
+
+
+def test_seed_claims_count_no_seed_whose_model_predicted_one_class():
+    from ilmoco.reporting.seeds import seed_summary, ssl_over_supervised
+
+    table = seed_rows(diffs={"supervised": [(-0.20, 0.05)] * 5},
+                      margins={"moco": [0.2] * 5})
+    table["finetune"] = table["method"].map({"supervised": 0.6, "moco": 0.8})
+    table["one_class"] = False
+    assert seed_summary(table).set_index("method").loc["supervised", "below_in_every_seed"]
+    flat = table.copy()
+    flat.loc[(flat["method"] == "supervised") & (flat["seed"] == 3), "one_class"] = True
+    assert not seed_summary(flat).set_index("method").loc["supervised",
+                                                          "below_in_every_seed"]
+    two = pd.concat([table, table.assign(dataset="e", finetune=table["finetune"]
+                                         .where(table["method"] != "moco", 0.5))])
+    wins = ssl_over_supervised(two)
+    assert wins["ssl_wins"].tolist() == [1] * 5 and wins["datasets"].tolist() == [2] * 5
+    assert wins["smallest_gap"].tolist() == pytest.approx([-0.1] * 5)  # on e: 0.5 - 0.6
+    two.loc[(two["dataset"] == "e") & (two["method"] == "supervised") & (two["seed"] == 0),
+            "one_class"] = True  # no result for Supervised there: MoCo's 0.5 is above it
+    assert ssl_over_supervised(two)["ssl_wins"].tolist() == [2, 1, 1, 1, 1]
 
 
 @pytest.mark.parametrize("n_seeds", [1, 2, 3])

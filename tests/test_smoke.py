@@ -148,6 +148,61 @@ def test_every_log_has_a_header_and_an_end(smoke_run):
     assert metrics["settings"]["settings"]["numerics"] == "portable"  # a result field
 
 
+def test_a_fine_tuning_that_predicts_one_class_is_flagged_not_shown(smoke_run, tmp_path):
+    """Over the smoke run's fine-tunings: each metrics.json's one_class is what its test
+    predictions show (one decision for every image), and a run whose model gives every image
+    the same probability scores a constant prediction's AUC and reads "predicts one class"
+    in the tables and in the README's account, never as a number."""
+    from ilmoco.evaluation.metrics import decisions
+    from ilmoco.evaluation.predictions import read_predictions
+    from ilmoco.reporting import tables
+    from ilmoco.reporting.summary import one_class_runs, paired_sentences
+    from ilmoco.stages import evaluate
+
+    res = smoke_run / "results"
+    files = sorted(res.glob("*/finetune/*/labeled_*/seed*/metrics.json"))
+    assert len(files) == SMOKE_RUNS * D
+    for f in files:
+        m = read_json(f)
+        _, y, p = read_predictions(f.parent / "predictions.csv")
+        d = decisions(m["metric"], y, p, m["threshold"]).reshape(len(y), -1)
+        assert m["one_class"] == bool((d == d[:1]).all()), f
+    run = res / "dr_synth/finetune/moco_mse/labeled_6/seed0"
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    df = pd.read_csv(run / "predictions.csv")
+    p_col = next(c for c in df.columns if c.startswith("p_"))
+    df[p_col] = 0.25  # one probability for every test image
+    df.to_csv(flat / "predictions.csv", index=False)
+    shutil.copy(run / "predictions_last.csv", flat / "predictions_last.csv")
+    shutil.copy(run / "selection.json", flat / "selection.json")
+    from ilmoco.data.formats.base import DatasetMeta
+    meta = DatasetMeta.from_dict(read_json(res / "dr_synth/data/dataset.json"))
+    settings = yaml.safe_load((res / "resolved_config.yaml").read_text())["bootstrap"]
+    from ilmoco.config.settings.bootstrap import BootstrapSettings
+    result = evaluate.run(predictions=flat / "predictions.csv",
+                          predictions_last=flat / "predictions_last.csv",
+                          selection=flat / "selection.json", meta=meta,
+                          bootstrap=BootstrapSettings(**settings),
+                          out_metrics=flat / "metrics.json")
+    assert result["one_class"] and result["estimate"] == 0.5  # every pair of scores tied
+    out = tmp_path / "tables"
+    built = tables.build_all(
+        finetune_metrics=[flat / "metrics.json" if f.parent == run else f for f in files],
+        probes=[], ckas=[], kss=[], paireds=[res / "dr_synth/analysis/paired.csv"],
+        out_dir=out, order=SMOKE_METHODS, display={})
+    row = next(ln for ln in (out / "finetune.md").read_text().splitlines()
+               if ln.startswith("| dr_synth") and "| 6 % |" in ln)
+    head = next(ln for ln in (out / "finetune.md").read_text().splitlines()
+                if ln.startswith("| dataset"))
+    cell = dict(zip([c.strip() for c in head.split("|")], [c.strip() for c in row.split("|")]))
+    assert cell["moco_mse"] == "predicts one class"
+    text = " ".join(paired_sentences(built["paired_difference"], {}, {},
+                                     flat=one_class_runs(built["finetune"])))
+    assert "dr_synth, 6 % labels, against moco:" in text
+    assert "predicts one class: moco_mse" in text.split("dr_synth, 6 % labels")[1]
+
+
 def test_results_are_readable_by_colleagues(smoke_run):
     """Files written through a temporary file follow the umask (022 here), not mkstemp's
     0600."""

@@ -18,9 +18,12 @@ from ilmoco.evaluation.ks import ks_distance
 from ilmoco.evaluation.metrics import (
     accuracy,
     best_f1_threshold,
+    chance_level,
     f1_at_threshold,
     f1_macro,
     macro_auc,
+    metric_fn,
+    one_class,
     weighted_auc,
 )
 
@@ -189,3 +192,37 @@ def test_the_chest_paper_interval_has_the_spread_between_labels():
         resamples=B, seed=3, level=0.95, paper_interval=True, paper_interval_spread=s))
         for s in ("replicates", "labels")]
     assert one[0] == one[1]
+
+
+CASES = {  # task -> (labels, a varying prediction); metric names the task's metrics
+    "binary": binary(150, seed=5),
+    "multilabel": ((np.random.default_rng(6).random((150, 3)) < 0.3).astype(int),
+                   np.random.default_rng(7).random((150, 3))),
+    "multiclass": (np.random.default_rng(8).integers(0, 3, 150),
+                   np.random.default_rng(9).dirichlet(np.ones(3), 150)),
+}
+
+
+@pytest.mark.parametrize("task,metric", [
+    ("binary", "macro_auc"), ("binary", "f1_macro"), ("binary", "accuracy"),
+    ("binary", "f1_pos_tuned"), ("multilabel", "macro_auc"), ("multilabel", "f1_macro"),
+    ("multiclass", "f1_macro"), ("multiclass", "accuracy")])
+def test_a_constant_prediction_is_one_class_and_scores_what_learning_nothing_scores(task,
+                                                                                    metric):
+    y, p = CASES[task]
+    threshold = 0.5 if metric == "f1_pos_tuned" else None
+    assert not one_class(metric, y, p, threshold)
+    # the majority class of every label (every class, for AUC: one score per label)
+    if task == "multiclass":
+        flat = np.tile(np.eye(3)[np.bincount(y).argmax()] * 0.8 + 0.1 / 1, (len(y), 1))
+    elif metric == "f1_pos_tuned":  # chance_level's: every image called positive
+        flat = np.full(len(y), 0.9)
+    else:
+        flat = np.broadcast_to(np.where(y.mean(0) > 0.5, 0.7, 0.3), p.shape).copy()
+    assert one_class(metric, y, flat, threshold)
+    score = float(metric_fn(metric, threshold)(y, flat)[0])
+    assert score == pytest.approx(chance_level(metric, y))
+    # one image on the other side of the decision is no longer a constant prediction
+    moved = flat.copy()
+    moved[0] = 1 - moved[0] if task != "multiclass" else np.roll(moved[0], 1)
+    assert not one_class(metric, y, moved, threshold)

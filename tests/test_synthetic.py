@@ -110,3 +110,31 @@ def test_every_nih_label_is_a_pattern_of_asymmetries(nih):
     _, df, meta = nih
     assert set(NIH_FINDING_OF) == set(NIH_LABELS)
     assert (df[meta.label_columns].mean() > 0).all()
+
+
+def _labels_by_pixels(fmt, root, label) -> dict:
+    """Each image's recorded label(s), keyed by its pixels (file names can hold the class)."""
+    import hashlib
+
+    df, meta = read_format(fmt, root)
+    col = meta.label_columns if label is None else [label]
+    return {hashlib.sha256(Image.open(root / p).tobytes()).hexdigest(): tuple(v)
+            for p, v in zip(df["path"], df[col].to_numpy().tolist())}
+
+
+@pytest.mark.parametrize("fmt,n,label,bits", [
+    ("nih_cxr14", 150, None, 3),  # three asymmetries, each misread: findings change if any
+    ("idc_breast", 6, "idc", 1), ("eyepacs_dr", 100, "referable", 1)])
+def test_label_noise_changes_recorded_labels_only_at_its_rate(tmp_path, fmt, n, label, bits):
+    eps = 0.25
+    generate(fmt, tmp_path / "clean", n_patients=n, seed=4)
+    generate(fmt, tmp_path / "noisy", n_patients=n, seed=4, label_noise=eps)
+    clean = _labels_by_pixels(fmt, tmp_path / "clean", label)
+    noisy = _labels_by_pixels(fmt, tmp_path / "noisy", label)
+    assert clean.keys() == noisy.keys()  # the same images
+    changed = np.mean([clean[k] != noisy[k] for k in clean])
+    rate = 1 - (1 - eps) ** bits
+    # a binomial share of m images: 6 standard deviations (a chance failure ~2e-9)
+    assert abs(changed - rate) < 6 * np.sqrt(rate * (1 - rate) / len(clean))
+    with pytest.raises(ValueError, match="label_noise 0.5"):
+        generate(fmt, tmp_path / "bad", n_patients=1, seed=4, label_noise=0.5)

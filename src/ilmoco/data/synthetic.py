@@ -14,6 +14,12 @@ haemorrhages and exudates); patients carry small nuisance variation (anatomy, st
 exposure) shared by their images. This departs from the real data on purpose: it makes the
 demo a test of whether self-supervised learning happened.
 Everything is a deterministic function of ``seed``.
+
+``label_noise`` is the share of recorded labels that disagree with the image, as a second
+reader might (NIH: each asymmetry the finding labels are read from; IDC: the patch's class;
+EyePACS: the referable status, the grade redrawn from the other side of grade 2). It caps
+what any model can score on the recorded test labels below 100, so a table keeps headroom.
+It is drawn from its own random stream: the images are the same at any ``label_noise``.
 """
 
 from __future__ import annotations
@@ -95,6 +101,17 @@ def _two_kinds(rng, differ: bool) -> tuple[int, int]:
     return first, first ^ int(differ)
 
 
+def _noise_rng(seed: int) -> np.random.Generator:
+    """The stream of the label noise, apart from the images' streams (``_seeds``)."""
+    return np.random.default_rng([seed, 0x6C6E])
+
+
+def _check_noise(label_noise: float) -> float:
+    if not 0 <= label_noise < 0.5:
+        raise ValueError(f"synthetic label_noise {label_noise!r}: must be in [0, 0.5)")
+    return float(label_noise)
+
+
 def _to_u8(x) -> np.ndarray:
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
 
@@ -130,11 +147,12 @@ def _chest_image(rng, patient, asym: np.ndarray, size: int) -> np.ndarray:
 
 
 def generate_nih(root, n_patients: int = 300, seed: int = 0, size: int = 64,
-                 rgba_every: int = 50) -> None:
+                 rgba_every: int = 50, label_noise: float = 0.0) -> None:
     """Write ``Data_Entry_2017.csv`` (Kaggle header quirks included), ``images_00N/images/``
     PNGs, and official ``train_val_list.txt`` / ``test_list.txt``."""
     root = Path(root)
     rngs = _seeds(seed, n_patients + 1)
+    noise, label_noise = _noise_rng(seed), _check_noise(label_noise)
     lines, test, trainval, k = [], [], [], 0
     for p in range(n_patients):
         rng = rngs[p]
@@ -148,8 +166,9 @@ def generate_nih(root, n_patients: int = 300, seed: int = 0, size: int = 64,
         official = "test" if rng.random() < 0.2 else "trainval"
         for fu in range(n_img):
             asym = rng.random(len(ASYMMETRY_P)) < np.minimum(ASYMMETRY_P * patient["sick"], 0.9)
+            read = asym ^ (noise.random(len(asym)) < label_noise)  # what the report says
             labels = {n for n, (on, off) in NIH_FINDING_OF.items()
-                      if asym[list(on)].all() and not asym[list(off)].any()}
+                      if read[list(on)].all() and not read[list(off)].any()}
             name = f"{pid:08d}_{fu:03d}.png"
             folder = root / f"images_{k // 400 + 1:03d}" / "images"
             folder.mkdir(parents=True, exist_ok=True)
@@ -199,11 +218,13 @@ def _patch(rng, stain, positive: bool, h: int, w: int) -> np.ndarray:
     return _to_u8(img[:h, :w])
 
 
-def generate_idc(root, n_patients: int = 40, seed: int = 0, grid: int = 6) -> None:
+def generate_idc(root, n_patients: int = 40, seed: int = 0, grid: int = 6,
+                 label_noise: float = 0.0) -> None:
     """Write ``<patient>/<0|1>/<patient>_idx5_x<X>_y<Y>_class<c>.png`` and the Kaggle mirror
     ``IDC_regular_ps50_idx5/`` (hard links: every patch is present twice, as in the archive)."""
     root = Path(root)
     rngs = _seeds(seed, n_patients)
+    noise, label_noise = _noise_rng(seed), _check_noise(label_noise)
     for p in range(n_patients):
         rng = rngs[p]
         pid = str(8863 + p * 7)
@@ -226,7 +247,7 @@ def generate_idc(root, n_patients: int = 40, seed: int = 0, grid: int = 6) -> No
                 edge = gx == cols - 1 and rng.random() < 0.5
                 w = int(rng.integers(25, 50)) if edge else 50
                 arr = _patch(rng, stain, positive, 50, w)
-                c = int(positive)
+                c = int(positive) ^ int(noise.random() < label_noise)
                 name = f"{pid}_idx5_x{gx * 50 + 1}_y{gy * 50 + 1}_class{c}.png"
                 d = root / pid / str(c)
                 d.mkdir(parents=True, exist_ok=True)
@@ -275,7 +296,8 @@ def _fundus(rng, patient, eye: str, level: int) -> np.ndarray:
     return _to_u8(img)
 
 
-def generate_eyepacs(root, n_patients: int = 400, seed: int = 0) -> None:
+def generate_eyepacs(root, n_patients: int = 400, seed: int = 0,
+                     label_noise: float = 0.0) -> None:
     """Write both labelled Kaggle halves: ``trainLabels.csv`` (image,level) with
     ``train/<patient>_<left|right>.jpeg``, and ``retinopathy_solution.csv``
     (image,level,Usage) with ``test/...`` for about 60 % of the patients, as Kaggle's
@@ -284,6 +306,7 @@ def generate_eyepacs(root, n_patients: int = 400, seed: int = 0) -> None:
     for folder in ("train", "test"):
         (root / folder).mkdir(parents=True, exist_ok=True)
     rngs = _seeds(seed, n_patients)
+    noise, label_noise = _noise_rng(seed), _check_noise(label_noise)
     rows = {"train": [], "test": []}
     for p in range(n_patients):
         rng = rngs[p]
@@ -298,6 +321,9 @@ def generate_eyepacs(root, n_patients: int = 400, seed: int = 0) -> None:
                                 0, 4))
             arr = _fundus(rng, patient, eye, level)
             Image.fromarray(arr, "RGB").save(root / half / f"{pid}_{eye}.jpeg", quality=92)
+            if noise.random() < label_noise:  # the grade of the other side of referable
+                side = np.arange(5) < 2 if level >= 2 else np.arange(5) >= 2
+                level = int(noise.choice(5, p=DR_LEVEL_P * side / (DR_LEVEL_P * side).sum()))
             rows[half].append(f"{pid}_{eye},{level}" + (f",{usage}" if half == "test" else ""))
     (root / "trainLabels.csv").write_text("image,level\n" + "\n".join(rows["train"]) + "\n")
     (root / "retinopathy_solution.csv").write_text(

@@ -204,6 +204,9 @@ def chance_level(metric: str, y) -> float:
         return 0.5
     y = np.asarray(y)
     if y.ndim == 2:  # multi-label: per label (its known entries), then the mean
+        if metric == "f1_macro":  # each label's positive-class F1, as f1_macro scores it
+            pi = [float((y[y[:, j] >= 0, j] == 1).mean()) for j in range(y.shape[1])]
+            return float(np.mean([2 * q / (1 + q) if q > 0.5 else 0.0 for q in pi]))
         return float(np.mean([chance_level(metric, y[y[:, j] >= 0, j])
                               for j in range(y.shape[1])]))
     classes, counts = np.unique(y, return_counts=True)
@@ -218,6 +221,27 @@ def chance_level(metric: str, y) -> float:
     per = [_f1(np.sum((y == c) & (pred == c)), np.sum((y != c) & (pred == c)),
                np.sum((y == c) & (pred != c))) for c in range(n_classes)]
     return float(np.mean(per))
+
+
+def decisions(metric: str, y, p, threshold: float | None = None) -> np.ndarray:
+    """What the metric reads from the predictions: the class each image is given (F1,
+    accuracy: P(pos) > 0.5, the tuned threshold, argmax; per label for multi-label), or for
+    AUC the scores themselves (only their order counts)."""
+    y, p = np.asarray(y), np.asarray(p)
+    if metric == "macro_auc":
+        return p
+    if metric == "f1_pos_tuned":
+        return (p >= threshold).astype(int)
+    return p.argmax(1) if task_of(y, p) == "multiclass" else (p > 0.5).astype(int)
+
+
+def one_class(metric: str, y, p, threshold: float | None = None) -> bool:
+    """Whether a model's predictions are a constant prediction to its metric: one class for
+    every image (per label, for every label), or for AUC one score per label, so that the
+    metric is :func:`chance_level`'s, whatever the model learned elsewhere."""
+    d = decisions(metric, y, p, threshold)
+    d = d.reshape(len(d), -1)
+    return bool(len(d)) and bool((d == d[:1]).all())
 
 
 def check_metric(metric: str, y_val) -> None:

@@ -3,9 +3,10 @@ can be checked against digit by digit.
 
 For every table of :data:`ilmoco.reporting.specs.TABLES`, each row's estimate and interval
 bounds, scaled and rounded as the Markdown tables show them (``TableSpec.scale``,
-``.digits``). The demo's digest is committed beside the README's demo section
-(``docs/demo/values.csv``, written by the ``readme`` rule); with ``numerics: portable`` a
-demo run on any x86-64 CPU with AVX2 reproduces it, and ``make demo`` says whether it did.
+``.digits``), and a fine-tuning's flag where its model predicted one class. The demo's
+digest is committed beside the README's demo section (``docs/demo/values.csv``, written by
+the ``readme`` rule); with ``numerics: portable`` a demo run on any x86-64 CPU with AVX2
+reproduces it, and ``make demo`` says whether it did.
 
     python -m ilmoco.reporting.digest check results/tables docs/demo/values.csv
 """
@@ -39,6 +40,8 @@ def values(tables_dir) -> pd.DataFrame:
             for col in VALUES:
                 if col in df and pd.notna(r[col]):
                     out.append((name, row, col, f"{r[col] * spec.scale:.{spec.digits}f}"))
+            if "one_class" in df and pd.notna(r["one_class"]) and r["one_class"] > 0:
+                out.append((name, row, "one_class", f"{r['one_class']:.2f}"))  # its flag
     return pd.DataFrame(out, columns=["table", "row", "column", "value"])
 
 

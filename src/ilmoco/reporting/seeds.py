@@ -47,26 +47,63 @@ def read_table(path) -> tuple[pd.DataFrame, dict]:
 
 
 def seed_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and method across seeds: the smallest and largest probe margin over the
-    control, whether every seed meets the learning target, and the range of the paired
-    difference to the baseline with whether its sign (and its interval's) holds in every
-    seed."""
+    """Per dataset, method and fraction across seeds: the smallest and largest probe margin
+    over the control, whether every seed meets the learning target, and the range of the
+    paired difference to the baseline with whether its sign (and its interval's) holds in
+    every seed. A seed whose model (or the baseline's) predicted one class is no evidence
+    of a sign: such a difference holds in no seed."""
+    table = table if "fraction" in table else table.assign(fraction=np.nan)
+    flat = _flat(table)
     rows = []
-    for (d, m), g in table.groupby(["dataset", "method"], sort=True):
-        row = {"dataset": d, "method": m, "seeds": int(g["seed"].nunique())}
+    for (d, m, f), g in table.groupby(["dataset", "method", "fraction"], sort=True,
+                                      dropna=False):
+        row = {"dataset": d, "method": m, "fraction": float(f),
+               "seeds": int(g["seed"].nunique())}
         if "margin" in g and g["margin"].notna().any():
             mg = g["margin"].dropna()
             row.update(margin_min=float(mg.min()), margin_max=float(mg.max()),
                        target_met=bool((mg >= MARGIN).all()))
         if "difference" in g and g["difference"].notna().any():
             df = g.dropna(subset=["difference"])
+            ok = np.array([not ({(d, m, f, k), (d, b, f, k)} & flat)
+                           for k, b in zip(df["seed"], df["baseline"])])
             lo, hi = df["difference_low"], df["difference_high"]
-            row.update(baseline=df["baseline"].iloc[0], fraction=float(df["fraction"].iloc[0]),
+            row.update(baseline=df["baseline"].iloc[0],
                        difference_min=float(df["difference"].min()),
                        difference_max=float(df["difference"].max()),
-                       above_in_every_seed=bool((lo > 0).all()),
-                       below_in_every_seed=bool((hi < 0).all()))
+                       above_in_every_seed=bool(((lo > 0) & ok).all()),
+                       below_in_every_seed=bool(((hi < 0) & ok).all()))
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _flat(table: pd.DataFrame) -> set:
+    """(dataset, method, fraction, seed) of the fine-tunings that predicted one class."""
+    if "one_class" not in table:
+        return set()
+    hit = table[table["one_class"].fillna(False).astype(bool)]
+    return set(zip(hit["dataset"], hit["method"], hit["fraction"], hit["seed"]))
+
+
+def ssl_over_supervised(table: pd.DataFrame, supervised: str = "supervised") -> pd.DataFrame:
+    """Per fraction and seed: on how many datasets the best self-supervised method's
+    fine-tuned estimate is above Supervised's (a model that predicted one class counts as
+    no result), and by how much at the least."""
+    flat = _flat(table)
+    rows = []
+    for (f, k), g in table.groupby(["fraction", "seed"], sort=True):
+        wins, gaps = 0, []
+        for d, h in g.groupby("dataset", sort=True):
+            keep = [(d, m, f, k) not in flat for m in h["method"]]
+            h = h[keep]
+            sup = h.loc[h["method"] == supervised, "finetune"]
+            ssl = h.loc[h["probe"].notna(), "finetune"] if "probe" in h else h.iloc[0:0]
+            if len(ssl) and (sup.empty or ssl.max() > sup.iloc[0]):
+                wins += 1
+            if len(ssl) and len(sup):
+                gaps.append(float(ssl.max() - sup.iloc[0]))
+        rows.append({"fraction": float(f), "seed": int(k), "datasets": g["dataset"].nunique(),
+                     "ssl_wins": wins, "smallest_gap": min(gaps) if gaps else np.nan})
     return pd.DataFrame(rows)
 
 

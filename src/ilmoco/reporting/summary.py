@@ -106,10 +106,13 @@ def _range(lo: float, hi: float) -> str:
 
 
 def seed_sentences(summary: pd.DataFrame | None, facts: dict | None, display: dict,
-                   datasets: dict, current: bool) -> list[str]:
+                   datasets: dict, current: bool, wins: pd.DataFrame | None = None
+                   ) -> list[str]:
     """What holds in every seed of the seed-variance benchmark: the learning target per
-    dataset and method, and the paired differences whose interval excludes zero on the
-    same side in each seed. Nothing when there is no benchmark for these settings."""
+    dataset and method, the paired differences whose interval excludes zero on the same
+    side in each seed, and (``wins``, :func:`ilmoco.reporting.seeds.ssl_over_supervised`)
+    on how many datasets the best self-supervised fine-tuning beats Supervised per seed.
+    Nothing when there is no benchmark for these settings."""
     if summary is None or summary.empty:
         return ["No seed-variance benchmark is recorded for these settings "
                 "(bench/seed_variance.py): every difference below is one draw."]
@@ -136,7 +139,7 @@ def seed_sentences(summary: pd.DataFrame | None, facts: dict | None, display: di
                 f"{lo * 100:+.1f})" for d, m, lo in zip(miss["dataset"], miss["method"],
                                                          miss["margin_min"])) + ";")
     held = consistent_findings(summary)
-    for d, g in held.groupby("dataset", sort=True):
+    for (d, f), g in held.groupby(["dataset", "fraction"], sort=True):
         base = display.get(g["baseline"].iloc[0], g["baseline"].iloc[0])
         up = [f"{display.get(m, m)} ({_range(lo, hi)})" for m, lo, hi, a in zip(
             g["method"], g["difference_min"], g["difference_max"], g["above_in_every_seed"])
@@ -144,7 +147,6 @@ def seed_sentences(summary: pd.DataFrame | None, facts: dict | None, display: di
         down = [f"{display.get(m, m)} ({_range(lo, hi)})" for m, lo, hi, a in zip(
             g["method"], g["difference_min"], g["difference_max"], g["above_in_every_seed"])
             if not a]
-        f = g["fraction"].iloc[0]
         parts = []
         if up:
             parts.append(f"above {base}: {', '.join(up)}")
@@ -154,25 +156,51 @@ def seed_sentences(summary: pd.DataFrame | None, facts: dict | None, display: di
                    f"seed's interval excluding 0: {'; '.join(parts)};")
     if held.empty:
         out.append("no paired difference excludes zero on the same side in every seed;")
+    for f, g in (wins.groupby("fraction", sort=True) if wins is not None else ()):
+        n = int(g["datasets"].max())
+        out.append(f"at {f:g} % labels the best self-supervised method's fine-tuning is above "
+                   f"Supervised's on {int(g['ssl_wins'].min())}-{int(g['ssl_wins'].max())} "
+                   f"of the {n} datasets in each seed;")
     out[-1] = out[-1].rstrip(";") + "."
     return [" ".join(out)]
 
 
+def one_class_runs(finetune: pd.DataFrame | None) -> set:
+    """(dataset, fraction, method) of the fine-tuning table's cells whose model predicted one
+    class in some seed (``finetune.csv``'s ``one_class``)."""
+    if finetune is None or "one_class" not in finetune:
+        return set()
+    hit = finetune[finetune["one_class"].fillna(0) > 0]
+    return {(d, float(f), m) for d, f, m in zip(hit["dataset"], hit["fraction"], hit["method"])}
+
+
 def paired_sentences(paired: pd.DataFrame, display: dict, datasets: dict,
-                     level: float = 0.95, seeds: pd.DataFrame | None = None) -> list[str]:
+                     level: float = 0.95, seeds: pd.DataFrame | None = None,
+                     flat: set | None = None) -> list[str]:
     """Per dataset and fraction: the differences whose interval excludes zero, the rest
     named as within noise. With one seed each such difference is *one draw* of the
     training, and says so, with the range the seed benchmark (``seeds``, a
-    ``seed_summary``) measured for it where it measured one."""
+    ``seed_summary``) measured for it where it measured one. A model that predicted one
+    class (``flat``, from :func:`one_class_runs`) is named as such and compared with
+    nothing: its score is a constant prediction's."""
     if paired is None or paired.empty:
         return ["No paired comparison was run (one method)."]
+    flat = flat or set()
     several = "n_seeds" in paired and paired["n_seeds"].max() > 1
     out, n_real, n_all = [], 0, 0
     for (d, f), g in paired.groupby(["dataset", "fraction"], sort=True):
-        base = display.get(g["baseline"].iloc[0], g["baseline"].iloc[0])
-        real, noise = [], []
+        baseline = g["baseline"].iloc[0]
+        base = display.get(baseline, baseline)
+        text = f"{datasets.get(d, d)}, {f:g} % labels, against {base}: "
+        if (d, float(f), baseline) in flat:
+            out.append(text + f"{base} predicts one class: no comparison.")
+            continue
+        real, noise, one = [], [], []
         for _, r in g.iterrows():
             name = display.get(r["method"], r["method"])
+            if (d, float(f), r["method"]) in flat:
+                one.append(name)
+                continue
             n_all += 1
             if not (r["ci_low"] > 0 or r["ci_high"] < 0):
                 noise.append(name)
@@ -189,9 +217,9 @@ def paired_sentences(paired: pd.DataFrame, display: dict, datasets: dict,
             span = (f"seed range {_range(lo, hi)}" if np.isfinite(lo)
                     else "no seed range measured at this fraction")
             real.append(f"{name} {_cell(r)} (excludes 0 in this run: one draw; {span})")
-        text = f"{datasets.get(d, d)}, {f:g} % labels, against {base}: "
         text += "; ".join(real) if real else "no difference"
-        text += (f"; within noise: {', '.join(noise)}." if noise else ".")
+        text += f"; within noise: {', '.join(noise)}" if noise else ""
+        text += f"; predicts one class: {', '.join(one)}." if one else "."
         out.append(text)
     what = (f"across {int(paired['n_seeds'].max())} fine-tuning seeds" if several else
             "over test patients, one training run")
@@ -204,14 +232,17 @@ def paired_sentences(paired: pd.DataFrame, display: dict, datasets: dict,
 def demo_markdown(*, figure: str, finetune_md: str, rows: pd.DataFrame,
                   paired: pd.DataFrame, display: dict, datasets: dict,
                   level: float = 0.95, seeds: pd.DataFrame | None = None,
-                  seed_facts: dict | None = None, seeds_current: bool = False) -> str:
+                  seed_facts: dict | None = None, seeds_current: bool = False,
+                  finetune: pd.DataFrame | None = None,
+                  seed_wins: pd.DataFrame | None = None) -> str:
     parts = [f"![fine-tuning, first dataset]({figure})", "",
              "**Did self-supervised learning happen?**", "",
              learning_table(rows, display, datasets), "",
              *[f"* {s}" for s in learning_sentences(rows, display)], "",
              finetune_md.strip(), "", "**Which method wins?**", "",
              *[f"* {s}" for s in seed_sentences(seeds, seed_facts, display, datasets,
-                                                seeds_current)],
+                                                seeds_current, seed_wins)],
              *[f"* {s}" for s in paired_sentences(
-                 paired, display, datasets, level, seeds if seeds_current else None)], ""]
+                 paired, display, datasets, level, seeds if seeds_current else None,
+                 one_class_runs(finetune))], ""]
     return "\n".join(parts)

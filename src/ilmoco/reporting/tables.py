@@ -53,11 +53,14 @@ def finetune_table(metrics_files, level: float = 0.95) -> pd.DataFrame:
         recs.append({**{k: r[k] for k in ("dataset", "method", "fraction", "seed", "metric",
                                            "estimate", "ci_low", "ci_high")},
                      "estimate_last": last.get("estimate", np.nan),
+                     "one_class": float(r.get("one_class", False)),
                      "paper_ci_low": r.get("paper_ci_low", np.nan),
                      "paper_ci_high": r.get("paper_ci_high", np.nan)})
     df = pd.DataFrame(recs)
+    # one_class: the share of the seeds whose model gave every test image one class
     return aggregate_seeds(df, ["dataset", "metric", "fraction", "method"],
-                           carry=("estimate_last", "paper_ci_low", "paper_ci_high"), level=level)
+                           carry=("estimate_last", "one_class", "paper_ci_low",
+                                  "paper_ci_high"), level=level)
 
 
 def probe_tables(probe_files, finetune: pd.DataFrame | None = None,
@@ -131,10 +134,29 @@ def fmt_cell(est, lo, hi, scale: float, digits: int, signed: bool = False) -> st
     return s
 
 
+def flat_share(r) -> float:
+    """The share of a row's seeds whose model predicted one class (0 where not recorded)."""
+    v = r.get("one_class", 0.0)
+    return float(v) if pd.notna(v) else 0.0
+
+
+def one_class_cell(r) -> str:
+    """A constant prediction is no result: the cell says so instead of giving its score."""
+    n = int(r.get("n_seeds", 1) or 1)
+    if n <= 1:
+        return "predicts one class"
+    return f"predicts one class in {round(flat_share(r) * n)} of {n} seeds"
+
+
 def best_marks(group: pd.DataFrame, better: str | None) -> set:
-    """Methods of one table row to mark: the unique best whose interval overlaps no other's."""
+    """Methods of one table row to mark: the unique best whose interval overlaps no other's
+    (a constant prediction is never best)."""
     if better is None or len(group) < 2:
         return set()
+    if "one_class" in group:
+        group = group[group["one_class"].fillna(0) == 0]
+        if len(group) < 2:
+            return set()
     est = group.set_index("method")["estimate"].dropna()
     if est.empty:
         return set()
@@ -169,8 +191,10 @@ def wide(df: pd.DataFrame, spec: TableSpec, order: list[str], display: dict[str,
     for key, g in df.groupby(rows, sort=False):
         key = key if len(rows) > 1 else key[0]
         for _, r in g.iterrows():
-            cells.loc[key, r["method"]] = fmt_cell(r["estimate"], r["ci_low"], r["ci_high"],
-                                                   spec.scale, spec.digits, signed)
+            cells.loc[key, r["method"]] = (
+                one_class_cell(r) if flat_share(r) > 0 else
+                fmt_cell(r["estimate"], r["ci_low"], r["ci_high"], spec.scale, spec.digits,
+                         signed))
             if signed:
                 marks.loc[key, r["method"]] = bool(r["ci_low"] > 0 or r["ci_high"] < 0)
         for m in best_marks(g, spec.better):

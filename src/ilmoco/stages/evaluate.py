@@ -8,6 +8,7 @@ from ilmoco.config.settings.bootstrap import BootstrapSettings
 from ilmoco.config.settings.fields import result_fields
 from ilmoco.data.formats.base import DatasetMeta
 from ilmoco.evaluation.bootstrap import metric_interval
+from ilmoco.evaluation.metrics import one_class
 from ilmoco.evaluation.predictions import read_predictions
 from ilmoco.io import read_json, write_json
 from ilmoco.runlog import log
@@ -34,10 +35,13 @@ def run(*, predictions, predictions_last, selection, meta: DatasetMeta,
     last = metric_interval(y_last, p_last, sel["metric"], sel["threshold_last"], groups,
                          bootstrap)
     last["epoch"] = sel["epochs_run"] - 1
-    result = {**sel, **ci, "last_epoch": last,
+    # a constant prediction scores what a model that learned nothing scores: no result
+    last["one_class"] = one_class(sel["metric"], y_last, p_last, sel["threshold_last"])
+    flat = one_class(sel["metric"], y, p, sel["threshold"])
+    result = {**sel, **ci, "one_class": flat, "last_epoch": last,
               "bootstrap_unit": "patient" if groups is not None else "image",
               "bootstrap": result_fields(bootstrap)}
     write_json(out_metrics, result)
     log(f"test {sel['metric']} {ci['estimate']:.4f} [{ci['ci_low']:.4f}, {ci['ci_high']:.4f}]"
-        f"; last epoch {last['estimate']:.4f}")
+        f"{' (predicts one class)' if flat else ''}; last epoch {last['estimate']:.4f}")
     return result

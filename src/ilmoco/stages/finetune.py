@@ -1,10 +1,12 @@
 """The ``finetune`` stage: whole network + a new linear head on the ``labeled_<pct>`` images.
 
-The model is selected by the validation metric (or ``select_metric``, e.g. the official
-code's accuracy or raw-logit AUC) with early stopping; the test predictions of
-that best model and of the last epoch (which the official code reported) are written, with
-the selection (thresholds, epochs) and the model. Loss: BCE with logits per label
-(multi-label), cross-entropy (binary: a 2-way softmax, as the paper; multi-class).
+With ``precise_bn`` the BatchNorm statistics are recomputed on the labelled images at each
+epoch's end, before it is scored. The model is selected by the validation metric (or
+``select_metric``, e.g. the official code's accuracy or raw-logit AUC) with early stopping;
+the test predictions of that best model and of the last epoch (which the official code
+reported) are written, with the selection (thresholds, epochs) and the model. Loss: BCE with
+logits per label (multi-label), cross-entropy (binary: a 2-way softmax, as the paper;
+multi-class).
 The ``evaluate`` stage then turns predictions into ``metrics.json`` (estimate and
 percentile-bootstrap interval over patients, for both).
 """
@@ -30,6 +32,7 @@ from ilmoco.io import read_table, write_csv, write_json
 from ilmoco.models.backbone import build_backbone
 from ilmoco.names import fraction_column
 from ilmoco.runlog import log
+from ilmoco.training.batchnorm import precise_bn
 from ilmoco.training.checkpoints import ResumeCheckpoint, load_backbone, save_classifier
 from ilmoco.training.events import EventLog
 from ilmoco.training.heads import Classifier, has_masked, loss_fn, n_outputs, targets
@@ -106,6 +109,7 @@ def run(job: FinetuneJob) -> dict:
                          min_steps=s.min_steps_per_epoch)
     masked = has_masked(targets(train, meta))
     val_images, y_val = cache.load(val["image_id"]), targets(val, meta)
+    bn_images = cache.load(train["image_id"]) if s.precise_bn else None
     check_metric(r.metric, y_val)
     steps_per_epoch = source.steps_per_epoch
     total = s.epochs * steps_per_epoch
@@ -126,6 +130,8 @@ def run(job: FinetuneJob) -> dict:
                                meta.task)
 
     def on_epoch_end(epoch, state):
+        if bn_images is not None:  # the statistics of this epoch's weights, not a lagging mean
+            precise_bn(model, bn_images, rt.device)
         stopping = EarlyStopping.from_dict(s.patience, state.extra.get("early_stopping"))
         score = validation_score()
         improved, stop = stopping.update(epoch, score, lambda: model_state(model))

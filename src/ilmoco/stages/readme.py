@@ -11,7 +11,7 @@ import pandas as pd
 from ilmoco.io import write_csv, write_text
 from ilmoco.reporting import digest
 from ilmoco.reporting.seeds import read_table as read_seed_table
-from ilmoco.reporting.seeds import seed_summary
+from ilmoco.reporting.seeds import seed_summary, ssl_over_supervised
 from ilmoco.reporting.summary import demo_markdown, pretraining_rows
 
 START, END = "<!-- demo-results:start -->", "<!-- demo-results:end -->"
@@ -25,10 +25,10 @@ def run(*, inputs, presentation: dict, out_figure, out_summary, out_values=None,
     settings digest, which the table must carry to speak for it; ``out_values``: the digest
     of every printed result value (:mod:`ilmoco.reporting.digest`)."""
     inp, view = inputs, presentation
-    summary, facts = None, None
+    summary, facts, wins = None, None, None
     if inp.get("seeds"):
         table, facts = read_seed_table(inp["seeds"])
-        summary = seed_summary(table)
+        summary, wins = seed_summary(table), ssl_over_supervised(table)
     shutil.copyfile(inp["figure"], out_figure)
     curves = {tuple(key.split(":")[1:]): pd.read_csv(path) for key, path in inp.items()
               if key.startswith("pretrain:")}
@@ -38,7 +38,9 @@ def run(*, inputs, presentation: dict, out_figure, out_summary, out_values=None,
                          rows=rows, paired=paired, display=view["display"],
                          datasets=view["datasets"], level=view["level"], seeds=summary,
                          seed_facts=facts,
-                         seeds_current=bool(facts) and facts.get("settings") == settings)
+                         seeds_current=bool(facts) and facts.get("settings") == settings,
+                         finetune=pd.read_csv(Path(inp["finetune"]).with_suffix(".csv")),
+                         seed_wins=wins)
     write_text(out_summary, text)
     if out_values:
         write_csv(out_values, digest.values(Path(inp["finetune"]).parent))

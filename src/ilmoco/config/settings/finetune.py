@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -17,6 +18,10 @@ class FinetuneSettings(TrainingSettings):
     min_steps_per_epoch: int
     augment: bool
     epochs_by_fraction: Mapping  # fraction ("100") -> maximum epochs; else ``epochs``
+    # BatchNorm statistics recomputed with the epoch's final weights on the labelled images
+    # before each validation and the test (precise BN); false: the running averages of
+    # training, as the official code (stale after few steps of large updates)
+    precise_bn: bool = added(False, default=dataclasses.MISSING)
 
     def epochs_at(self, pct: float) -> int:
         """The maximum epochs of a run at label fraction ``pct``."""
