@@ -563,6 +563,15 @@ def test_seed_claims_count_no_seed_whose_model_predicted_one_class():
     two.loc[(two["dataset"] == "e") & (two["method"] == "supervised") & (two["seed"] == 0),
             "one_class"] = True  # no result for Supervised there: MoCo's 0.5 is above it
     assert ssl_over_supervised(two)["ssl_wins"].tolist() == [2, 1, 1, 1, 1]
+    from ilmoco.reporting.summary import seed_sentences
+
+    two.loc[two["method"] == "moco", "margin"] = [0.2, 0.2, 0.05, 0.2, 0.2] * 2
+    text = seed_sentences(seed_summary(two), {"header": "h"}, DISPLAY, {"d": "Data"},
+                          current=True, wins=ssl_over_supervised(two))[0]
+    assert text.count("MoCo on Data (smallest margin +5.0)") == 1
+    assert ("at 6 % labels the best self-supervised method's fine-tuning is above "
+            "Supervised's on 1 to 2 of the 2 datasets in every seed (smallest gap -10.0 "
+            "points)") in text
 
 
 @pytest.mark.parametrize("n_seeds", [1, 2, 3])

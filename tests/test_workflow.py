@@ -45,7 +45,7 @@ def test_full_default_dag_dry_run(tmp_path):
     jobs = planned_jobs(configfiles=(), workdir=tmp_path)
     assert jobs["synthetic_data"] == 3 and jobs["manifest"] == 3 and jobs["cache"] == 3
     assert jobs["pretrain"] == 3 * 3
-    assert jobs["finetune"] == 3 * 4 * 2  # datasets x methods x fractions (x 1 seed)
+    assert jobs["finetune"] == 3 * 4 * 3  # datasets x methods x fractions (x 1 seed)
     assert jobs["evaluate"] == jobs["finetune"]
     assert jobs["probe"] == 3 * 5  # 3 SSL encoders, the random-init control, supervised
     assert jobs["cka"] == 3 * 3 and jobs["ks"] == 3 and jobs["paired"] == 3

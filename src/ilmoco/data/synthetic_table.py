@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ilmoco.data.synthetic import _disk, _grid, _seeds, _smooth_noise
+from ilmoco.data.synthetic import _check_noise, _disk, _grid, _noise_rng, _seeds, _smooth_noise
 
 TABLE = "labels.csv"
 CLASSES = ("equal", "up", "down")
@@ -42,9 +42,13 @@ def _image(rng, exposure: float, top: int, bottom: int) -> np.ndarray:
     return np.clip(np.rint(img * 4095), 0, 4095).astype(np.uint16)
 
 
-def generate_image_table(root, n_patients: int = 40, seed: int = 0) -> None:
-    """Write ``labels.csv`` and ``images/<patient>/<n>.png`` (16-bit, values 0-4095)."""
+def generate_image_table(root, n_patients: int = 40, seed: int = 0,
+                         label_noise: float = 0.0) -> None:
+    """Write ``labels.csv`` and ``images/<patient>/<n>.png`` (16-bit, values 0-4095);
+    ``label_noise``: the share of frontal images recorded with one of the other two classes
+    (the images do not change)."""
     root = Path(root)
+    noise, label_noise = _noise_rng(seed), _check_noise(label_noise)
     rows = []
     for p, rng in enumerate(_seeds(seed, n_patients)):
         pid = f"P{p + 1:04d}"
@@ -60,6 +64,8 @@ def generate_image_table(root, n_patients: int = 40, seed: int = 0) -> None:
             if view == "LATERAL":
                 arr = arr[:, ::-1].copy()
             Image.fromarray(arr).save(root / path)
+            if view == "PA" and noise.random() < label_noise:
+                rel = (rel + 1 + int(noise.integers(2))) % 3  # another class, what the report says
             rows.append((path, pid, view, CLASSES[rel] if view == "PA" else "", site))
     pd.DataFrame(rows, columns=["image", "patient", "view", "finding", "site"]).to_csv(
         root / TABLE, index=False, lineterminator="\n")

@@ -133,7 +133,7 @@ def seed_sentences(summary: pd.DataFrame | None, facts: dict | None, display: di
                        f"{display.get(worst['method'], worst['method'])} on "
                        f"{datasets.get(worst['dataset'], worst['dataset'])});")
         else:
-            miss = ssl[~ssl["target_met"].astype(bool)]
+            miss = ssl[~ssl["target_met"].astype(bool)].drop_duplicates(["dataset", "method"])
             out.append("below the +10-point learning target in at least one seed: " + ", ".join(
                 f"{display.get(m, m)} on {datasets.get(d, d)} (smallest margin "
                 f"{lo * 100:+.1f})" for d, m, lo in zip(miss["dataset"], miss["method"],
@@ -157,10 +157,12 @@ def seed_sentences(summary: pd.DataFrame | None, facts: dict | None, display: di
     if held.empty:
         out.append("no paired difference excludes zero on the same side in every seed;")
     for f, g in (wins.groupby("fraction", sort=True) if wins is not None else ()):
-        n = int(g["datasets"].max())
+        n, lo, hi = int(g["datasets"].max()), int(g["ssl_wins"].min()), int(g["ssl_wins"].max())
+        on = (f"all {n} datasets" if lo == n else
+              f"{lo} of the {n} datasets" if lo == hi else f"{lo} to {hi} of the {n} datasets")
         out.append(f"at {f:g} % labels the best self-supervised method's fine-tuning is above "
-                   f"Supervised's on {int(g['ssl_wins'].min())}-{int(g['ssl_wins'].max())} "
-                   f"of the {n} datasets in each seed;")
+                   f"Supervised's on {on} in every seed (smallest gap "
+                   f"{g['smallest_gap'].min() * 100:+.1f} points);")
     out[-1] = out[-1].rstrip(";") + "."
     return [" ".join(out)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ class FinetuneSettings(TrainingSettings):
     # BatchNorm statistics recomputed with the epoch's final weights on the labelled images
     # before each validation and the test (precise BN); false: the running averages of
     # training, as the official code (stale after few steps of large updates)
-    precise_bn: bool = added(False, default=dataclasses.MISSING)
+    precise_bn: bool = added(False)
 
     def epochs_at(self, pct: float) -> int:
         """The maximum epochs of a run at label fraction ``pct``."""
