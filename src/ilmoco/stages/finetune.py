@@ -33,6 +33,7 @@ from ilmoco.models.backbone import build_backbone
 from ilmoco.names import fraction_column
 from ilmoco.runlog import log
 from ilmoco.training.batchnorm import precise_bn
+from ilmoco.training.batchnorm import subset as bn_subset
 from ilmoco.training.checkpoints import ResumeCheckpoint, load_backbone, save_classifier
 from ilmoco.training.events import EventLog
 from ilmoco.training.heads import Classifier, has_masked, loss_fn, n_outputs, targets
@@ -109,7 +110,9 @@ def run(job: FinetuneJob) -> dict:
                          min_steps=s.min_steps_per_epoch)
     masked = has_masked(targets(train, meta))
     val_images, y_val = cache.load(val["image_id"]), targets(val, meta)
-    bn_images = cache.load(train["image_id"]) if s.precise_bn else None
+    # only the images the statistics are taken on: the whole labelled set can be large
+    bn_images = cache.load(train["image_id"].iloc[bn_subset(len(train))]) \
+        if s.precise_bn else None
     check_metric(r.metric, y_val)
     steps_per_epoch = source.steps_per_epoch
     total = s.epochs * steps_per_epoch

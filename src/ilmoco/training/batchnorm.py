@@ -20,12 +20,17 @@ from torch.optim.swa_utils import update_bn
 PRECISE_BN_IMAGES = 1024  # a cumulative average over this many images: precise to ~1/32
 
 
+def subset(n: int) -> np.ndarray:
+    """The images the statistics are taken on: at most :data:`PRECISE_BN_IMAGES` of ``n``,
+    evenly spaced (a caller loads only these; for ``n`` at most that many, all of them)."""
+    return np.linspace(0, n - 1, min(n, PRECISE_BN_IMAGES)).round().astype(int)
+
+
 def precise_bn(model: nn.Module, images: np.ndarray, device, batch_size: int = 256) -> None:
-    """BatchNorm statistics of the model's current weights on ``images`` (uint8, at most
-    :data:`PRECISE_BN_IMAGES` evenly spaced ones), in place of the running averages
-    (``update_bn``: an equal-weight average over the batches; the model's mode is kept)."""
-    n = len(images)
-    pick = np.linspace(0, n - 1, min(n, PRECISE_BN_IMAGES)).round().astype(int)
+    """BatchNorm statistics of the model's current weights on ``images`` (uint8, the
+    :func:`subset` of them), in place of the running averages (``update_bn``: an
+    equal-weight average over the batches; the model's mode is kept)."""
+    pick = subset(len(images))
     dtype = next(model.parameters()).dtype
     batches = (torch.from_numpy(np.asarray(images[pick[i:i + batch_size]])).to(device)
                .to(dtype).div_(255) for i in range(0, len(pick), batch_size))
